@@ -1,0 +1,242 @@
+"""In-memory fakes of the ports, for fast unit tests.
+
+They keep documents in the same shape as Firestore (through `documents`), and
+the same contract tests run against them and the Firestore adapter.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from fleetops import documents
+from fleetops.contract.names import (
+    COLLECTION_INSTANCES,
+    COLLECTION_OPERATIONS,
+    COLLECTION_PROCESSED_EVENTS,
+)
+from fleetops.domain.model import Instance, Operation, OperationStatus, ProcessedEvent
+from fleetops.ports import ActuationResult, ActuatorError, InstanceSpec, Probe
+
+T = TypeVar("T")
+PROCESSED_EVENT_TTL = timedelta(days=30)
+
+
+class InMemoryStateStore:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, dict[str, Any]]] = {
+            COLLECTION_INSTANCES: {},
+            COLLECTION_OPERATIONS: {},
+            COLLECTION_PROCESSED_EVENTS: {},
+        }
+        self._lock = threading.RLock()
+        self.transactions = 0
+
+    def transact(self, fn: Callable[[_InMemoryTransaction], T]) -> T:
+        with self._lock:
+            tx = _InMemoryTransaction(self)
+            result = fn(tx)
+            for collection, doc_id, doc in tx.writes:
+                self.docs[collection][doc_id] = doc
+            self.transactions += 1
+            return result
+
+    def _read(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        doc = self.docs[collection].get(doc_id)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        doc = self._read(COLLECTION_INSTANCES, instance_id)
+        return documents.instance_from_doc(instance_id, doc) if doc else None
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        doc = self._read(COLLECTION_OPERATIONS, operation_id)
+        return documents.operation_from_doc(operation_id, doc) if doc else None
+
+    def list_instances(self, *, include_deleted: bool = False) -> list[Instance]:
+        with self._lock:
+            found = [
+                documents.instance_from_doc(i, copy.deepcopy(d))
+                for i, d in self.docs[COLLECTION_INSTANCES].items()
+            ]
+        found = [i for i in found if include_deleted or i.exists]
+        return sorted(found, key=lambda i: i.id)
+
+    def list_operations(
+        self,
+        *,
+        instance: str | None = None,
+        status: OperationStatus | None = None,
+        limit: int = 100,
+    ) -> list[Operation]:
+        with self._lock:
+            found = [
+                documents.operation_from_doc(i, copy.deepcopy(d))
+                for i, d in self.docs[COLLECTION_OPERATIONS].items()
+            ]
+        found = [
+            o
+            for o in found
+            if (instance is None or o.instance == instance)
+            and (status is None or o.status is status)
+        ]
+        found.sort(key=lambda o: (o.created_at, o.id), reverse=True)
+        return found[:limit]
+
+
+class _InMemoryTransaction:
+    def __init__(self, store: InMemoryStateStore) -> None:
+        self._store = store
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+
+    def _check_no_writes(self) -> None:
+        # Firestore refuses reads after writes in a transaction; so does the fake.
+        if self.writes:
+            raise RuntimeError("read after write in a transaction")
+
+    def get_instance(self, instance_id: str) -> Instance | None:
+        self._check_no_writes()
+        return self._store.get_instance(instance_id)
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        self._check_no_writes()
+        return self._store.get_operation(operation_id)
+
+    def get_processed_event(self, key: str) -> ProcessedEvent | None:
+        self._check_no_writes()
+        doc = self._store._read(COLLECTION_PROCESSED_EVENTS, key)
+        return documents.processed_event_from_doc(key, doc) if doc else None
+
+    def queued_operations(self, instance_id: str, limit: int = 1) -> list[Operation]:
+        self._check_no_writes()
+        ops = self._store.list_operations(
+            instance=instance_id, status=OperationStatus.QUEUED, limit=10**9
+        )
+        ops.sort(key=lambda o: (o.created_at, o.id))
+        return ops[:limit]
+
+    def put_instance(self, instance: Instance) -> None:
+        self.writes.append((COLLECTION_INSTANCES, instance.id, documents.instance_to_doc(instance)))
+
+    def put_operation(self, operation: Operation) -> None:
+        self.writes.append(
+            (COLLECTION_OPERATIONS, operation.id, documents.operation_to_doc(operation))
+        )
+
+    def put_processed_event(self, event: ProcessedEvent) -> None:
+        doc = documents.processed_event_to_doc(
+            event, expire_at=event.created_at + PROCESSED_EVENT_TTL
+        )
+        self.writes.append((COLLECTION_PROCESSED_EVENTS, event.key, doc))
+
+
+@dataclass(frozen=True)
+class PublishedMessage:
+    topic: str
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str
+
+
+class InMemoryPublisher:
+    def __init__(self) -> None:
+        self.messages: list[PublishedMessage] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.fail_next: int = 0
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        with self._lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                raise ConnectionError("publish failed (injected)")
+            message_id = str(next(self._ids))
+            self.messages.append(PublishedMessage(topic, data, dict(attributes), message_id))
+            return message_id
+
+    def on(self, topic: str) -> list[PublishedMessage]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def take(self, topic: str) -> list[PublishedMessage]:
+        """Remove and return the messages published on `topic`."""
+        with self._lock:
+            taken = [m for m in self.messages if m.topic == topic]
+            self.messages = [m for m in self.messages if m.topic != topic]
+            return taken
+
+
+@dataclass
+class FakeInstance:
+    spec: InstanceSpec
+    running: bool = True
+    healthy: bool = True
+    restarts: int = 0
+
+
+@dataclass
+class InMemoryActuator:
+    """Instances as dictionary entries; counts every effect so tests can prove 'exactly once'."""
+
+    instances: dict[str, FakeInstance] = field(default_factory=dict)
+    applied_tokens: set[str] = field(default_factory=set)
+    effects: list[tuple[str, str]] = field(default_factory=list)
+    fail_next: dict[str, ActuatorError] = field(default_factory=dict)
+    unhealthy: set[str] = field(default_factory=set)
+
+    def _once(self, token: str, kind: str, instance_id: str) -> bool:
+        error = self.fail_next.pop(kind, None)
+        if error is not None:
+            raise error
+        if token in self.applied_tokens:
+            return False
+        self.applied_tokens.add(token)
+        self.effects.append((kind, instance_id))
+        return True
+
+    def provision(self, spec: InstanceSpec, token: str) -> ActuationResult:
+        applied = self._once(token, "provision", spec.id)
+        if applied:
+            self.instances[spec.id] = FakeInstance(spec)
+        return ActuationResult(endpoint=f"memory://{spec.id}", applied=applied)
+
+    def restart(self, instance_id: str, token: str) -> ActuationResult:
+        if instance_id not in self.instances:
+            raise ActuatorError(f"instance {instance_id} is unknown", permanent=True)
+        applied = self._once(token, "restart", instance_id)
+        if applied:
+            self.instances[instance_id].restarts += 1
+            self.instances[instance_id].running = True
+        return ActuationResult(endpoint=f"memory://{instance_id}", applied=applied)
+
+    def delete(self, instance_id: str, token: str) -> ActuationResult:
+        applied = self._once(token, "delete", instance_id)
+        if applied:
+            self.instances.pop(instance_id, None)
+        return ActuationResult(applied=applied)
+
+    def probe(self, instance_id: str) -> Probe:
+        found = self.instances.get(instance_id)
+        if found is None or not found.running:
+            return Probe(healthy=False, detail="not running")
+        healthy = instance_id not in self.unhealthy
+        return Probe(healthy=healthy, version=found.spec.version, detail="" if healthy else "503")
+
+    def count(self, kind: str, instance_id: str) -> int:
+        return sum(1 for k, i in self.effects if (k, i) == (kind, instance_id))
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta

@@ -1,0 +1,392 @@
+"""`fleetops`: start the local stack, request operations, and watch them."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sys
+import time
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fleetops import runtime
+from fleetops.cli import render
+from fleetops.cli.render import console, err_console
+from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_REQUESTS
+from fleetops.contract.pubsub import encode_binary
+from fleetops.contract.requests import new_request_event
+from fleetops.domain.model import Action, Operation, OperationStatus, Size, StepStatus
+from fleetops.local import config
+from fleetops.services.requests import operation_id_for
+
+app = typer.Typer(
+    name="fleetops",
+    help="Run and watch a fleet of single-tenant instances.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+ops_app = typer.Typer(help="List, show and wait for operations.", no_args_is_help=True)
+instances_app = typer.Typer(help="The fleet's instances.", invoke_without_command=True)
+app.add_typer(ops_app, name="ops")
+app.add_typer(instances_app, name="instances")
+
+
+class Output(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+OutputOption = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for scripts")
+]
+
+
+class CliError(Exception):
+    """An error to show as one sentence."""
+
+
+def _requester() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _check_reachable() -> None:
+    """Fail fast, with a sentence, when the emulators named in the environment are down."""
+    for variable in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+        host = os.environ.get(variable)
+        if not host:
+            continue
+        name, _, port = host.rpartition(":")
+        try:
+            with socket.create_connection((name or "127.0.0.1", int(port)), timeout=2):
+                pass
+        except (OSError, ValueError) as exc:
+            raise CliError(
+                f"nothing answers at {variable}={host}: is `fleetops up` running?"
+            ) from exc
+    if not os.environ.get("FIRESTORE_EMULATOR_HOST") and not os.environ.get("GOOGLE_CLOUD_PROJECT"):
+        raise CliError(
+            "no local stack found (.fleetops/local.env) and GOOGLE_CLOUD_PROJECT is not set: "
+            "run `fleetops up`, or set GOOGLE_CLOUD_PROJECT for a deployed fleetops"
+        )
+
+
+def _connect() -> None:
+    config.load_into_environ()
+    _check_reachable()
+
+
+@app.command()
+def up(
+    instances: Annotated[int, typer.Option(min=0, max=200, help="demo instances to provision")] = 3,
+    project: Annotated[str, typer.Option(help="project id inside the emulators")] = (
+        DEFAULT_LOCAL_PROJECT
+    ),
+    port_base: Annotated[
+        int,
+        typer.Option(
+            help="first of consecutive ports (emulators, agent, functions); 0: free ports"
+        ),
+    ] = 8085,
+    state_dir: Annotated[Path, typer.Option(help="where logs, instances and local.env go")] = Path(
+        ".fleetops"
+    ),
+    version: Annotated[str, typer.Option(help="version of the demo instances")] = "1.0.0",
+) -> None:
+    """Start the whole local stack in the foreground; Ctrl-C stops everything it started."""
+    from fleetops.local.stack import LocalStack, run_until_interrupted
+
+    began = time.monotonic()
+    stack = LocalStack(state_dir=state_dir, project=project, port_base=port_base, say=console.print)
+
+    def provision_demo(stack: LocalStack) -> None:
+        if instances:
+            ids = [f"demo-{n}" for n in range(1, instances + 1)]
+            console.print(f"provisioning {instances} demo instance(s) through fleetops-requests...")
+            op_ids = [
+                _publish_request(
+                    {
+                        "instance": i,
+                        "action": Action.PROVISION.value,
+                        "version": version,
+                        "customer": f"customer-{i}",
+                        "labels": {"ring": "canary"} if i == "demo-1" else {},
+                        "reason": "demo fleet of fleetops up",
+                    }
+                )
+                for i in ids
+            ]
+            finished = _wait_all(op_ids, timeout=120)
+            failed = [op for op in finished if op.status is not OperationStatus.SUCCEEDED]
+            for op in failed:
+                err_console.print(f"[red]{op.instance}: {op.status.value}: {op.error}[/]")
+        store = runtime.state_store()
+        console.print(render.instances_table(store.list_instances()))
+        console.print(f"pubsub emulator    {stack.env['PUBSUB_EMULATOR_HOST']}")
+        console.print(f"firestore emulator {stack.env['FIRESTORE_EMULATOR_HOST']}")
+        console.print(f"host agent         {stack.env['FLEETOPS_AGENT_URL']}")
+        for name, child in stack.functions.items():
+            console.print(f"function {name:<10}{child.ready_url}")
+        console.print(f"environment        {stack.env_file}  (logs in {stack.state_dir / 'logs'})")
+        console.print(
+            f"[bold green]fleetops is up[/] in {time.monotonic() - began:.1f}s "
+            "- press Ctrl-C to stop"
+        )
+
+    code = run_until_interrupted(stack, provision_demo)
+    console.print("stopped")
+    raise typer.Exit(code)
+
+
+def _publish_request(data: dict[str, Any]) -> str:
+    source = f"//fleetops/cli/{_requester()}"
+    data.setdefault("requested_by", _requester())
+    event = new_request_event(data, source=source, event_id=str(uuid.uuid4()))
+    body, attributes = encode_binary(event)
+    runtime.publisher().publish(TOPIC_REQUESTS, body, attributes)
+    return operation_id_for(event.source, event.id)
+
+
+def _wait_all(op_ids: list[str], timeout: float) -> list[Operation]:
+    store = runtime.state_store()
+    deadline = time.monotonic() + timeout
+    pending = set(op_ids)
+    found: dict[str, Operation] = {}
+    while pending and time.monotonic() < deadline:
+        for op_id in list(pending):
+            op = store.get_operation(op_id)
+            if op is not None and op.finished:
+                found[op_id] = op
+                pending.discard(op_id)
+        if pending:
+            time.sleep(0.2)
+    if pending:
+        raise CliError(f"{len(pending)} operation(s) did not finish within {timeout:.0f}s")
+    return [found[i] for i in op_ids]
+
+
+def wait_for(op_id: str, timeout: float, *, show_progress: bool) -> Operation:
+    store = runtime.state_store()
+    deadline = time.monotonic() + timeout
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not show_progress,
+    )
+    with progress:
+        task = progress.add_task(f"waiting for {op_id}", total=None)
+        while True:
+            op = store.get_operation(op_id)
+            if op is not None:
+                done = sum(
+                    1 for s in op.steps if s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+                )
+                step = op.step.name if op.step and not op.finished else op.status.value
+                progress.update(
+                    task,
+                    total=max(len(op.steps), 1),
+                    completed=done,
+                    description=f"{op.action.value} {op.instance}: {step}",
+                )
+                if op.finished:
+                    return op
+            if time.monotonic() >= deadline:
+                state = op.status.value if op else "not recorded yet"
+                raise CliError(f"operation {op_id} did not finish within {timeout:.0f}s ({state})")
+            time.sleep(0.2)
+
+
+def _exit_for(op: Operation) -> None:
+    if op.status is not OperationStatus.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+@app.command()
+def request(
+    instance: Annotated[str, typer.Argument(help="instance id, e.g. acme-prod")],
+    action: Annotated[Action, typer.Argument(help="what to do")],
+    version: Annotated[str | None, typer.Option(help="version (provision, upgrade)")] = None,
+    size: Annotated[Size | None, typer.Option(help="size (resize, provision)")] = None,
+    region: Annotated[str | None, typer.Option(help="region (provision)")] = None,
+    customer: Annotated[str | None, typer.Option(help="customer (provision)")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="label KEY=VALUE (provision); repeatable")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="why, kept on the operation")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan only, touch nothing")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the operation finishes")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 180,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Publish a fleetops.instance.requested event; print (or wait for) its operation."""
+    _connect()
+    data: dict[str, Any] = {"instance": instance, "action": action.value}
+    for key, value in (
+        ("version", version),
+        ("size", size.value if size else None),
+        ("region", region),
+        ("customer", customer),
+        ("reason", reason),
+    ):
+        if value is not None:
+            data[key] = value
+    if label:
+        pairs = [item.partition("=") for item in label]
+        bad = [k for k, sep, _ in pairs if not sep or not k]
+        if bad:
+            raise CliError(f"--label takes KEY=VALUE, got {label[0]!r}")
+        data["labels"] = {k: v for k, _, v in pairs}
+    if dry_run:
+        data["dry_run"] = True
+    op_id = _publish_request(data)
+    if not wait:
+        if output is Output.JSON:
+            console.print_json(render.to_json({"operation": op_id, "status": "published"}))
+        else:
+            console.print(f"published: operation {op_id} (fleetops ops wait {op_id})")
+        return
+    op = wait_for(op_id, timeout, show_progress=output is Output.TABLE)
+    _show_operation(op, output)
+    _exit_for(op)
+
+
+def _show_operation(op: Operation, output: Output) -> None:
+    if output is Output.JSON:
+        console.print_json(render.to_json(render.operation_json(op)))
+    else:
+        console.print(render.operation_detail(op))
+
+
+@instances_app.callback()
+def instances(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="include deleted instances")] = False,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """List the fleet's instances (or `instances show INSTANCE`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _connect()
+    found = runtime.state_store().list_instances(include_deleted=all_)
+    if output is Output.JSON:
+        console.print_json(render.to_json([render.instance_json(i) for i in found]))
+    else:
+        console.print(render.instances_table(found))
+
+
+@instances_app.command("show")
+def instances_show(
+    instance: Annotated[str, typer.Argument(help="instance id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """One instance and its recent operations."""
+    _connect()
+    store = runtime.state_store()
+    found = store.get_instance(instance)
+    if found is None:
+        raise CliError(f"instance {instance} does not exist")
+    ops = store.list_operations(instance=instance, limit=10)
+    if output is Output.JSON:
+        console.print_json(
+            render.to_json(
+                {
+                    **render.instance_json(found),
+                    "operations": [render.operation_json(o) for o in ops],
+                }
+            )
+        )
+        return
+    console.print(render.instances_table([found]))
+    console.print(render.operations_table(ops))
+
+
+@ops_app.command("list")
+def ops_list(
+    instance: Annotated[str | None, typer.Option(help="only this instance")] = None,
+    status: Annotated[OperationStatus | None, typer.Option(help="only this status")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Operations, newest first."""
+    _connect()
+    found = runtime.state_store().list_operations(instance=instance, status=status, limit=limit)
+    if output is Output.JSON:
+        console.print_json(render.to_json([render.operation_json(o) for o in found]))
+    else:
+        console.print(render.operations_table(found))
+
+
+@ops_app.command("show")
+def ops_show(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """One operation: its steps, attempts and timings."""
+    _connect()
+    op = runtime.state_store().get_operation(operation)
+    if op is None:
+        raise CliError(f"operation {operation} does not exist")
+    _show_operation(op, output)
+
+
+@ops_app.command("wait")
+def ops_wait(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 180,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Wait until the operation finishes; exit 1 unless it succeeded."""
+    _connect()
+    op = wait_for(operation, timeout, show_progress=output is Output.TABLE)
+    _show_operation(op, output)
+    _exit_for(op)
+
+
+def _one_sentence(exc: BaseException) -> str | None:
+    """The message for errors a user can act on; None for bugs (shown as tracebacks)."""
+    from fleetops.local.processes import PortTakenError
+
+    known: tuple[type[BaseException], ...] = (CliError, runtime.ConfigurationError, PortTakenError)
+    try:
+        from fleetops.local.emulators import EmulatorError
+        from fleetops.local.stack import StackError
+
+        known += (EmulatorError, StackError)
+    except ImportError:
+        pass
+    if isinstance(exc, known):
+        return str(exc)
+    module = type(exc).__module__
+    if module.startswith(("google.api_core", "google.auth")):
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"Google Cloud call failed: {first}"
+    return None
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:
+        message = _one_sentence(exc)
+        if message is None:
+            raise
+        err_console.print(f"[red]error:[/] {message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Tables and JSON for the command line."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fleetops import documents
+from fleetops.domain.model import Health, Instance, Operation, OperationStatus, StepStatus
+
+console = Console()
+err_console = Console(stderr=True)
+
+STATUS_STYLE = {
+    OperationStatus.SUCCEEDED: "green",
+    OperationStatus.RUNNING: "cyan",
+    OperationStatus.QUEUED: "yellow",
+    OperationStatus.AWAITING_APPROVAL: "yellow",
+    OperationStatus.FAILED: "red",
+    OperationStatus.REJECTED: "red",
+    OperationStatus.CANCELLED: "magenta",
+}
+HEALTH_STYLE = {Health.HEALTHY: "green", Health.UNHEALTHY: "red", Health.UNKNOWN: "dim"}
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, default=_json_default, sort_keys=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def instance_json(instance: Instance) -> dict[str, Any]:
+    return {"id": instance.id, **documents.instance_to_doc(instance)}
+
+
+def operation_json(op: Operation) -> dict[str, Any]:
+    return {"id": op.id, **documents.operation_to_doc(op)}
+
+
+def instances_table(instances: list[Instance]) -> Table:
+    table = Table(title=f"{len(instances)} instance(s)")
+    for column in ("instance", "state", "health", "version", "size", "endpoint", "operation"):
+        table.add_column(column)
+    for i in instances:
+        table.add_row(
+            i.id,
+            i.state.value,
+            f"[{HEALTH_STYLE[i.health]}]{i.health.value}[/]",
+            i.version or "-",
+            i.size.value,
+            i.endpoint or "-",
+            i.active_operation or "-",
+        )
+    return table
+
+
+def operations_table(ops: list[Operation]) -> Table:
+    table = Table(title=f"{len(ops)} operation(s)")
+    for column in (
+        "operation",
+        "instance",
+        "action",
+        "status",
+        "step",
+        "origin",
+        "created",
+        "error",
+    ):
+        table.add_column(column)
+    for op in ops:
+        done = sum(1 for s in op.steps if s.status is StepStatus.SUCCEEDED)
+        table.add_row(
+            op.id,
+            op.instance,
+            op.action.value + (" (dry run)" if op.dry_run else ""),
+            f"[{STATUS_STYLE[op.status]}]{op.status.value}[/]",
+            f"{done}/{len(op.steps)}",
+            op.origin.value,
+            when(op.created_at),
+            op.error or "",
+        )
+    return table
+
+
+def operation_detail(op: Operation) -> Table:
+    table = Table(
+        title=(
+            f"{op.id}: {op.action.value} {op.instance} - "
+            f"[{STATUS_STYLE[op.status]}]{op.status.value}[/]"
+        ),
+        caption=_caption(op),
+    )
+    for column in ("#", "step", "status", "attempts", "started", "finished", "took", "error"):
+        table.add_column(column)
+    for index, step in enumerate(op.steps):
+        marker = ">" if index == op.current_step and not op.finished else str(index + 1)
+        table.add_row(
+            marker,
+            step.name,
+            step.status.value,
+            str(step.attempts),
+            when(step.started_at),
+            when(step.finished_at),
+            seconds_between(step.started_at, step.finished_at),
+            step.error or "",
+        )
+    return table
+
+
+def _caption(op: Operation) -> str:
+    parts = [
+        f"origin {op.origin.value}",
+        f"request {op.request_id}",
+        f"created {when(op.created_at)}",
+    ]
+    if op.requested_by:
+        parts.append(f"by {op.requested_by}")
+    if op.finished_at:
+        parts.append(f"finished {when(op.finished_at)}")
+    if op.error:
+        parts.append(f"error: {op.error}")
+    return " | ".join(parts)

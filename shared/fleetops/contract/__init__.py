@@ -1,0 +1,1 @@
+"""The event contract: names, CloudEvents on Pub/Sub, and the typed inbound events."""

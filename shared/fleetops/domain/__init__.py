@@ -1,0 +1,1 @@
+"""The pure domain: state, plans and decisions. No I/O, no clock, no Google imports."""

@@ -1,0 +1,134 @@
+"""The boundaries of the core: what services need from the world, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from fleetops.domain.model import Instance, Operation, OperationStatus, ProcessedEvent, Size
+
+T = TypeVar("T")
+
+
+class StateTransaction(Protocol):
+    """Reads and writes that commit together or not at all.
+
+    Every read happens before any write is applied: writes are buffered and
+    applied when the transaction function returns.
+    """
+
+    def get_instance(self, instance_id: str) -> Instance | None: ...
+
+    def get_operation(self, operation_id: str) -> Operation | None: ...
+
+    def get_processed_event(self, key: str) -> ProcessedEvent | None: ...
+
+    def queued_operations(self, instance_id: str, limit: int = 1) -> list[Operation]:
+        """Operations of the instance with status `queued`, oldest first."""
+        ...
+
+    def put_instance(self, instance: Instance) -> None: ...
+
+    def put_operation(self, operation: Operation) -> None: ...
+
+    def put_processed_event(self, event: ProcessedEvent) -> None: ...
+
+
+class StateStore(Protocol):
+    """Firestore state: `instances`, `operations`, `processed_events`."""
+
+    def transact(self, fn: Callable[[StateTransaction], T]) -> T:
+        """Run `fn` in one transaction; it may be run again on contention."""
+        ...
+
+    def get_instance(self, instance_id: str) -> Instance | None: ...
+
+    def get_operation(self, operation_id: str) -> Operation | None: ...
+
+    def list_instances(self, *, include_deleted: bool = False) -> list[Instance]: ...
+
+    def list_operations(
+        self,
+        *,
+        instance: str | None = None,
+        status: OperationStatus | None = None,
+        limit: int = 100,
+    ) -> list[Operation]:
+        """Newest first."""
+        ...
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        """Publish and wait for the server's ack; returns the message id."""
+        ...
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What an actuator needs to bring an instance into being."""
+
+    id: str
+    version: str
+    size: Size = Size.SMALL
+    region: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ActuationResult:
+    endpoint: str | None = None
+    # False when the token had already been applied: the effect happened before.
+    applied: bool = True
+
+
+@dataclass(frozen=True)
+class Probe:
+    healthy: bool
+    version: str | None = None
+    detail: str = ""
+
+
+class ActuatorError(Exception):
+    """An actuator call failed. `permanent` errors are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Actuator(Protocol):
+    """Brings instances into being and changes them.
+
+    Every call carries a `token` that names the step attempt asking for it;
+    a call repeated with a token already applied has no second effect.
+    """
+
+    def provision(self, spec: InstanceSpec, token: str) -> ActuationResult: ...
+
+    def restart(self, instance_id: str, token: str) -> ActuationResult: ...
+
+    def delete(self, instance_id: str, token: str) -> ActuationResult: ...
+
+    def probe(self, instance_id: str) -> Probe:
+        """One health check of the instance as it runs now."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+__all__ = [
+    "ActuationResult",
+    "Actuator",
+    "ActuatorError",
+    "Clock",
+    "InstanceSpec",
+    "Probe",
+    "Publisher",
+    "StateStore",
+    "StateTransaction",
+]

@@ -1,0 +1,107 @@
+"""Recording a request as an operation, exactly once per `(ce-source, ce-id)`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from fleetops.contract.pubsub import CloudEvent, PubsubMessage, decode_cloudevent
+from fleetops.contract.requests import parse_request
+from fleetops.domain.decisions import DispatchStep, Effect, RecordRequest, decide_request
+from fleetops.domain.model import Operation, OperationStatus, Origin, ProcessedEvent, StepStatus
+from fleetops.ports import Publisher, StateStore, StateTransaction
+from fleetops.services.dispatch import carry_out
+from fleetops.services.outcome import Outcome
+
+
+@dataclass(frozen=True)
+class RequestDeps:
+    store: StateStore
+    publisher: Publisher
+    now: Callable[[], datetime]
+
+
+def event_key(source: str, event_id: str) -> str:
+    return hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()[:40]
+
+
+def operation_id_for(source: str, event_id: str) -> str:
+    """Derived from the idempotency key, so a repeated event names the same operation."""
+    return "op-" + hashlib.sha256(f"op\n{source}\n{event_id}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    operation: Operation
+    duplicate: bool
+    effects: tuple[Effect, ...]
+
+
+def handle_request_message(message: PubsubMessage, deps: RequestDeps) -> Outcome:
+    return handle_request_event(decode_cloudevent(message), deps)
+
+
+def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
+    request = parse_request(event)
+    now = deps.now()
+    key = event_key(event.source, event.id)
+    command = RecordRequest(
+        operation_id=operation_id_for(event.source, event.id),
+        request_id=event.id,
+        instance=request.instance,
+        action=request.action,
+        origin=Origin.REQUEST,
+        params=request.params(),
+        requested_by=request.requested_by,
+        reason=request.reason,
+        dry_run=request.dry_run,
+    )
+
+    def record(tx: StateTransaction) -> _Recorded:
+        seen = tx.get_processed_event(key)
+        if seen is not None and seen.operation is not None:
+            existing = tx.get_operation(seen.operation)
+            if existing is not None:
+                return _Recorded(existing, True, resume_effects(existing))
+        decision = decide_request(command, tx.get_instance(request.instance), now)
+        for op in decision.operations:
+            tx.put_operation(op)
+        for instance in decision.instances:
+            tx.put_instance(instance)
+        tx.put_processed_event(
+            ProcessedEvent(
+                key=key,
+                source=event.source,
+                event_id=event.id,
+                event_type=event.type,
+                operation=command.operation_id,
+                created_at=now,
+            )
+        )
+        return _Recorded(decision.operations[0], False, decision.effects)
+
+    recorded = deps.store.transact(record)
+    carry_out(recorded.effects, deps.publisher, now, nonce=key[:12])
+    op = recorded.operation
+    verb = "duplicate of" if recorded.duplicate else "recorded"
+    return Outcome.ack(
+        f"{verb} operation {op.id}: {op.action.value} {op.instance} is {op.status.value}"
+        + (f" ({op.error})" if op.error else ""),
+        operation=op.id,
+        instance=op.instance,
+    )
+
+
+def resume_effects(op: Operation) -> tuple[Effect, ...]:
+    """After a crash between saving and publishing, a redelivery publishes again."""
+    step = op.step
+    if (
+        op.status is OperationStatus.RUNNING
+        and step is not None
+        and step.status is StepStatus.PENDING
+        and step.attempts == 0
+    ):
+        return (DispatchStep(op.id, op.instance, op.current_step),)
+    return ()

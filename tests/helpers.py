@@ -1,0 +1,108 @@
+"""Builders shared by the tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from fleetops.contract.names import TOPIC_REQUESTS
+from fleetops.contract.pubsub import PubsubMessage, encode_binary
+from fleetops.contract.requests import new_request_event
+
+SOURCE = "//tests/fleetops"
+
+
+def request_message(
+    data: Mapping[str, Any], *, event_id: str | None = None, source: str = SOURCE
+) -> PubsubMessage:
+    event = new_request_event(dict(data), source=source, event_id=event_id or str(uuid.uuid4()))
+    body, attributes = encode_binary(event)
+    return PubsubMessage(body, attributes, message_id=str(uuid.uuid4()), topic=TOPIC_REQUESTS)
+
+
+def raw_message(data: bytes, attributes: Mapping[str, str] | None = None) -> PubsubMessage:
+    return PubsubMessage(data, dict(attributes or {}), str(uuid.uuid4()), topic=TOPIC_REQUESTS)
+
+
+def push_body(message: PubsubMessage) -> dict[str, Any]:
+    return {
+        "message": {
+            "data": base64.b64encode(message.data).decode(),
+            "attributes": dict(message.attributes),
+            "messageId": message.message_id,
+            "publishTime": "2026-01-05T12:00:00.123456789Z",
+        },
+        "subscription": "projects/p/subscriptions/s",
+    }
+
+
+def load_json(raw: bytes) -> Any:
+    return json.loads(raw)
+
+
+class FakeFleet:
+    """The request and step services wired to in-memory fakes, with a manual clock."""
+
+    def __init__(self) -> None:
+        from fleetops.adapters.memory import (
+            FakeClock,
+            InMemoryActuator,
+            InMemoryPublisher,
+            InMemoryStateStore,
+        )
+        from fleetops.services.requests import RequestDeps
+        from fleetops.services.steps import StepDeps
+
+        self.store = InMemoryStateStore()
+        self.publisher = InMemoryPublisher()
+        self.actuator = InMemoryActuator()
+        self.clock = FakeClock()
+        self.slept: list[float] = []
+        self.request_deps = RequestDeps(self.store, self.publisher, self.clock.now)
+        self.step_deps = StepDeps(
+            self.store,
+            self.publisher,
+            self.actuator,
+            self.clock.now,
+            sleep=self._sleep,
+            jitter=lambda: 0.5,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.slept.append(seconds)
+        self.clock.advance(timedelta(seconds=seconds))
+
+    def request(self, data: Mapping[str, Any], *, event_id: str | None = None) -> Any:
+        from fleetops.services.requests import handle_request_message
+
+        return handle_request_message(request_message(data, event_id=event_id), self.request_deps)
+
+    def step_messages(self) -> list[PubsubMessage]:
+        from fleetops.contract.names import TOPIC_STEPS
+
+        return [
+            PubsubMessage(m.data, m.attributes, m.message_id, topic=TOPIC_STEPS)
+            for m in self.publisher.take(TOPIC_STEPS)
+        ]
+
+    def run_step(self, message: PubsubMessage) -> Any:
+        from fleetops.services.steps import handle_step_message
+
+        return handle_step_message(message, self.step_deps)
+
+    def drain(self, limit: int = 200) -> int:
+        """Deliver step messages until none is left; returns how many ran."""
+        ran = 0
+        while ran < limit:
+            messages = self.step_messages()
+            if not messages:
+                return ran
+            for message in messages:
+                self.run_step(message)
+                ran += 1
+        raise AssertionError("step messages never ran out")
