@@ -77,6 +77,23 @@ class FakeFleet:
         self.slept.append(seconds)
         self.clock.advance(timedelta(seconds=seconds))
 
+    def approve(self, operation_id: str, approver: str = "second@example.com") -> Any:
+        from fleetops.services.control import ControlDeps, approve_operation
+
+        deps = ControlDeps(self.store, self.publisher, self.clock.now)
+        return approve_operation(operation_id, approver, deps)
+
+    def cancel(self, operation_id: str, who: str = "someone@example.com") -> Any:
+        from fleetops.services.control import ControlDeps, cancel_operation
+
+        deps = ControlDeps(self.store, self.publisher, self.clock.now)
+        return cancel_operation(operation_id, who, deps)
+
+    def sweep(self) -> Any:
+        from fleetops.services.sweeper import SweepDeps, sweep_all
+
+        return sweep_all(self.clock.now(), SweepDeps(self.store, self.publisher))
+
     def request(self, data: Mapping[str, Any], *, event_id: str | None = None) -> Any:
         from fleetops.services.requests import handle_request_message
 

@@ -123,7 +123,7 @@ def package_function(folder: Path, shared_package: Path, out_dir: Path) -> Packa
     wanted = manifest.get("requirements")
     if not isinstance(wanted, list) or not wanted:
         raise PackagingError(
-            f"{folder / MANIFEST}: needs a \"requirements\" list of the distributions it "
+            f'{folder / MANIFEST}: needs a "requirements" list of the distributions it '
             'imports, e.g. ["functions-framework", "google-cloud-firestore"]'
         )
     pins = pinned_requirements(wanted, where=str(folder / MANIFEST))
@@ -159,10 +159,9 @@ def package_all(
         if unknown:
             raise PackagingError(f"no functions/<name>/{MANIFEST} for: {', '.join(unknown)}")
         folders = [f for f in folders if f.name in names]
-    else:
+    elif out_dir.exists():
         # A full build leaves nothing of functions that no longer exist.
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        shutil.rmtree(out_dir)
     if not folders:
         raise PackagingError(f"no functions/<name>/{MANIFEST} under {functions_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)

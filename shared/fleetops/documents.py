@@ -13,6 +13,7 @@ from typing import Any
 from fleetops.domain.model import (
     Action,
     Health,
+    HistoryEntry,
     Instance,
     InstanceState,
     MaintenanceWindow,
@@ -71,6 +72,9 @@ def instance_to_doc(instance: Instance) -> dict[str, Any]:
         "state": instance.state.value,
         "health": instance.health.value,
         "active_operation": instance.active_operation,
+        "lease_token": instance.lease_token,
+        "lease_expires_at": instance.lease_expires_at,
+        "latest_snapshot": instance.latest_snapshot,
         "created_at": instance.created_at,
         "updated_at": instance.updated_at,
     }
@@ -91,6 +95,9 @@ def instance_from_doc(instance_id: str, doc: Mapping[str, Any]) -> Instance:
         endpoint=doc.get("endpoint"),
         health=Health(doc.get("health") or Health.UNKNOWN.value),
         active_operation=doc.get("active_operation"),
+        lease_token=int(doc.get("lease_token") or 0),
+        lease_expires_at=_time(doc.get("lease_expires_at")),
+        latest_snapshot=doc.get("latest_snapshot"),
     )
 
 
@@ -104,6 +111,7 @@ def step_to_doc(step: Step) -> dict[str, Any]:
         "error": step.error,
         "not_before": step.not_before,
         "checks": step.checks,
+        "compensation": step.compensation,
     }
 
 
@@ -117,6 +125,7 @@ def step_from_doc(doc: Mapping[str, Any]) -> Step:
         error=doc.get("error"),
         not_before=_time(doc.get("not_before")),
         checks=int(doc.get("checks") or 0),
+        compensation=bool(doc.get("compensation")),
     )
 
 
@@ -161,6 +170,18 @@ def operation_to_doc(op: Operation) -> dict[str, Any]:
         "updated_at": op.updated_at,
         "started_at": op.started_at,
         "finished_at": op.finished_at,
+        "lease_token": op.lease_token,
+        "deadline_at": op.deadline_at,
+        "approval_expires_at": op.approval_expires_at,
+        "approved_by": op.approved_by,
+        "cancel_requested_by": op.cancel_requested_by,
+        "prior_state": op.prior_state.value if op.prior_state else None,
+        "prior_version": op.prior_version,
+        "prior_size": op.prior_size.value if op.prior_size else None,
+        "compensating": op.compensating,
+        "failure": op.failure,
+        "outputs": dict(op.outputs),
+        "history": [history_to_doc(h) for h in op.history],
     }
 
 
@@ -183,6 +204,38 @@ def operation_from_doc(operation_id: str, doc: Mapping[str, Any]) -> Operation:
         dry_run=bool(doc.get("dry_run")),
         started_at=_time(doc.get("started_at")),
         finished_at=_time(doc.get("finished_at")),
+        lease_token=doc.get("lease_token"),
+        deadline_at=_time(doc.get("deadline_at")),
+        approval_expires_at=_time(doc.get("approval_expires_at")),
+        approved_by=doc.get("approved_by"),
+        cancel_requested_by=doc.get("cancel_requested_by"),
+        prior_state=InstanceState(doc["prior_state"]) if doc.get("prior_state") else None,
+        prior_version=doc.get("prior_version"),
+        prior_size=Size(doc["prior_size"]) if doc.get("prior_size") else None,
+        compensating=bool(doc.get("compensating")),
+        failure=doc.get("failure"),
+        outputs=frozen_map(doc.get("outputs")),
+        history=tuple(history_from_doc(h) for h in doc.get("history") or ()),
+    )
+
+
+def history_to_doc(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "actor": entry.actor,
+        "event": entry.event,
+        "detail": entry.detail,
+        "operation": entry.operation,
+    }
+
+
+def history_from_doc(doc: Mapping[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        at=_required_time(doc.get("at")),
+        actor=str(doc.get("actor") or ""),
+        event=str(doc.get("event") or ""),
+        detail=str(doc.get("detail") or ""),
+        operation=doc.get("operation"),
     )
 
 

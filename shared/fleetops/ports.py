@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from fleetops.domain.model import Instance, Operation, OperationStatus, ProcessedEvent, Size
+from fleetops.domain.model import (
+    HistoryEntry,
+    Instance,
+    Operation,
+    OperationStatus,
+    ProcessedEvent,
+    Size,
+)
 
 T = TypeVar("T")
 
@@ -35,6 +42,10 @@ class StateTransaction(Protocol):
 
     def put_processed_event(self, event: ProcessedEvent) -> None: ...
 
+    def add_instance_history(self, instance_id: str, entry: HistoryEntry) -> None:
+        """Append to `instances/{id}/history`, the instance's story of changes."""
+        ...
+
 
 class StateStore(Protocol):
     """Firestore state: `instances`, `operations`, `processed_events`."""
@@ -57,6 +68,14 @@ class StateStore(Protocol):
         limit: int = 100,
     ) -> list[Operation]:
         """Newest first."""
+        ...
+
+    def instance_history(self, instance_id: str, limit: int = 50) -> list[HistoryEntry]:
+        """Newest first."""
+        ...
+
+    def operations_to_sweep(self, now: datetime, limit: int = 500) -> list[Operation]:
+        """Operations a sweeper must look at: running, queued, and awaiting approval."""
         ...
 
 
@@ -82,6 +101,8 @@ class ActuationResult:
     endpoint: str | None = None
     # False when the token had already been applied: the effect happened before.
     applied: bool = True
+    # The snapshot a `snapshot` call made (its name in the actuator's world).
+    snapshot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,18 +123,46 @@ class ActuatorError(Exception):
 class Actuator(Protocol):
     """Brings instances into being and changes them.
 
-    Every call carries a `token` that names the step attempt asking for it;
-    a call repeated with a token already applied has no second effect.
+    Every change carries a `token` that names the step asking for it; a call
+    repeated with a token already applied has no second effect, and a call
+    that finds the world already as asked (stopping a stopped instance) is
+    not an error.
     """
 
-    def provision(self, spec: InstanceSpec, token: str) -> ActuationResult: ...
+    def provision(self, spec: InstanceSpec, token: str) -> ActuationResult:
+        """Create and start the instance; its endpoint in the result."""
+        ...
+
+    def start(self, instance_id: str, token: str) -> ActuationResult: ...
+
+    def stop(self, instance_id: str, token: str) -> ActuationResult:
+        """Stop it, keeping its data and configuration."""
+        ...
 
     def restart(self, instance_id: str, token: str) -> ActuationResult: ...
 
-    def delete(self, instance_id: str, token: str) -> ActuationResult: ...
+    def set_version(self, instance_id: str, version: str, token: str) -> ActuationResult:
+        """Switch the version it runs at its next start (it may be stopped)."""
+        ...
+
+    def set_size(self, instance_id: str, size: Size, token: str) -> ActuationResult:
+        """Switch its size at its next start (it must be stopped on some clouds)."""
+        ...
+
+    def suspend(self, instance_id: str, token: str) -> ActuationResult: ...
+
+    def resume(self, instance_id: str, token: str) -> ActuationResult: ...
+
+    def snapshot(self, instance_id: str, token: str) -> ActuationResult:
+        """Copy its data; the snapshot's name in the result."""
+        ...
+
+    def delete(self, instance_id: str, token: str) -> ActuationResult:
+        """Stop it and remove everything it had; deleting what is gone is not an error."""
+        ...
 
     def probe(self, instance_id: str) -> Probe:
-        """One health check of the instance as it runs now."""
+        """One health check of the instance as it runs now; never raises for a dead instance."""
         ...
 
 

@@ -7,13 +7,17 @@ clients it actually uses, and tests import without credentials.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleetops.contract.names import DEFAULT_LOCAL_PROJECT
 
 if TYPE_CHECKING:
+    from fleetops.domain.model import Operation
+    from fleetops.domain.policy import ApprovalPolicy
     from fleetops.ports import Actuator, Publisher, StateStore
 
 
@@ -31,6 +35,90 @@ def project() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def approval_policy() -> ApprovalPolicy:
+    """From FLEETOPS_APPROVAL_ACTIONS (comma list, or `none`), FLEETOPS_APPROVAL_LABELS
+    (`key=value,...`, or `none`) and FLEETOPS_APPROVAL_TIMEOUT_HOURS; defaults otherwise."""
+    from fleetops.domain.model import Action, frozen_map
+    from fleetops.domain.policy import ApprovalPolicy
+
+    default = ApprovalPolicy()
+    actions_text = os.environ.get("FLEETOPS_APPROVAL_ACTIONS")
+    labels_text = os.environ.get("FLEETOPS_APPROVAL_LABELS")
+    hours = os.environ.get("FLEETOPS_APPROVAL_TIMEOUT_HOURS")
+    try:
+        actions = (
+            default.actions
+            if actions_text is None
+            else frozenset(
+                Action(a.strip()) for a in actions_text.split(",") if a.strip() not in ("", "none")
+            )
+        )
+        labels = (
+            default.labels
+            if labels_text is None
+            else frozen_map(
+                dict(
+                    p.strip().split("=", 1)
+                    for p in labels_text.split(",")
+                    if p.strip() not in ("", "none")
+                )
+            )
+        )
+        timeout = default.timeout if hours is None else timedelta(hours=float(hours))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the approval policy in the environment is invalid: {exc}"
+        ) from exc
+    return ApprovalPolicy(actions=actions, labels=labels, timeout=timeout)
+
+
+def wait_timeout() -> timedelta | None:
+    """FLEETOPS_WAIT_TIMEOUT_SECONDS: how long a step may wait for health (plans' default: 90 s)."""
+    value = os.environ.get("FLEETOPS_WAIT_TIMEOUT_SECONDS")
+    if not value:
+        return None
+    try:
+        return timedelta(seconds=float(value))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"FLEETOPS_WAIT_TIMEOUT_SECONDS={value!r} is not a number"
+        ) from exc
+
+
+def principal() -> str:
+    """Who this process acts for: FLEETOPS_PRINCIPAL, else user@host."""
+    named = os.environ.get("FLEETOPS_PRINCIPAL")
+    if named:
+        return named
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def after_effect_hook() -> Callable[[Operation, int], None]:
+    """Local fault injection: with FLEETOPS_FAULTS_DIR set, a file
+    `crash-after-effect/<instance>` there makes the process die once, hard, right
+    after a step's effect on that instance and before its outcome is recorded."""
+    faults_dir = os.environ.get("FLEETOPS_FAULTS_DIR")
+    if not faults_dir:
+        return lambda op, index: None
+    folder = Path(faults_dir) / "crash-after-effect"
+
+    def crash_once(op: Operation, index: int) -> None:
+        try:
+            (folder / op.instance).unlink()
+        except FileNotFoundError:
+            return
+        os._exit(137)
+
+    return crash_once
 
 
 @cache

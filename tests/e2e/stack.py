@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,8 +72,10 @@ class RunningStack:
     def env(self) -> dict[str, str]:
         return config.read_env(self.state_dir / "local.env")
 
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, "COLUMNS": "200"}
+    def cli(
+        self, *args: str, timeout: float = 180, principal: str = "alice@example.com"
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env, "COLUMNS": "200", "FLEETOPS_PRINCIPAL": principal}
         env["FLEETOPS_ENV_FILE"] = str(self.state_dir / "local.env")
         return subprocess.run(
             [sys.executable, "-m", "fleetops.cli.main", *args],
@@ -83,6 +86,16 @@ class RunningStack:
             timeout=timeout,
             check=False,
         )
+
+    def approved(self, *request: str) -> dict[str, Any]:
+        """Request an operation as alice, approve it as bob, wait for it."""
+        asked = self.cli("request", *request, "--output", "json")
+        assert asked.returncode == 0, asked.stdout + asked.stderr
+        op_id = json.loads(asked.stdout)["operation"]
+        approval = self.cli("ops", "approve", op_id, principal="bob@example.com")
+        assert approval.returncode == 0, approval.stdout + approval.stderr
+        waited = self.cli("ops", "wait", op_id, "--output", "json")
+        return dict(json.loads(waited.stdout))
 
     def agent(self, path: str) -> Any:
         response = requests.get(f"{self.env['FLEETOPS_AGENT_URL']}{path}", timeout=5)

@@ -165,9 +165,8 @@ def test_delete_leaves_no_process_and_no_folder(stack: RunningStack) -> None:
     folder = stack.state_dir / "instances" / "demo-del"
     assert psutil.pid_exists(pid)
     assert folder.is_dir()
-    deleted = stack.cli("request", "demo-del", "delete", "--wait", "--output", "json")
-    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-    assert json.loads(deleted.stdout)["status"] == "succeeded"
+    deleted = stack.approved("demo-del", "delete")
+    assert deleted["status"] == "succeeded"
     assert not _alive(pid)
     assert not folder.exists()
     assert instances(stack).get("demo-del") is None

@@ -26,10 +26,10 @@ def _free_port() -> int:
 
 def _java_on_port(port: int) -> list[psutil.Process]:
     flag = f"--port={port}"
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if flag in cmdline and any("java" in part for part in cmdline[:1]):
+        if flag in cmdline and "java" in cmdline[0]:
             found.append(proc)
     return found
 

@@ -146,7 +146,9 @@ def test_a_queued_request_that_no_longer_applies_is_rejected_when_its_turn_comes
     fleet = FakeFleet()
     fleet.request(PROVISION)
     fleet.drain()
+    fleet.request({"instance": "acme-prod", "action": "restart"})
     delete = fleet.request({"instance": "acme-prod", "action": "delete"}).operation
+    fleet.approve(delete)
     fleet.clock.advance(__import__("datetime").timedelta(seconds=1))
     restart = fleet.request({"instance": "acme-prod", "action": "restart"}).operation
     fleet.drain()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.cloud import firestore
@@ -14,9 +14,10 @@ from fleetops.contract.names import (
     COLLECTION_OPERATIONS,
     COLLECTION_PROCESSED_EVENTS,
 )
-from fleetops.domain.model import Instance, Operation, OperationStatus, ProcessedEvent
+from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationStatus, ProcessedEvent
 
 T = TypeVar("T")
+SUBCOLLECTION_HISTORY = "history"
 PROCESSED_EVENT_TTL = timedelta(days=30)
 # Contention on one instance's documents is short; a few more attempts than the default 5.
 MAX_TRANSACTION_ATTEMPTS = 10
@@ -80,6 +81,37 @@ class FirestoreStateStore:
             found.append(documents.operation_from_doc(snap.id, snap.to_dict() or {}))
         return found
 
+    def instance_history(self, instance_id: str, limit: int = 50) -> list[HistoryEntry]:
+        query = (
+            self._db.collection(COLLECTION_INSTANCES)
+            .document(instance_id)
+            .collection(SUBCOLLECTION_HISTORY)
+            .order_by("at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        found = []
+        for snap in query.stream():
+            self.counters.reads += 1
+            found.append(documents.history_from_doc(snap.to_dict() or {}))
+        return found
+
+    def operations_to_sweep(self, now: datetime, limit: int = 500) -> list[Operation]:
+        live = [
+            OperationStatus.RUNNING.value,
+            OperationStatus.QUEUED.value,
+            OperationStatus.AWAITING_APPROVAL.value,
+        ]
+        query = (
+            self._db.collection(COLLECTION_OPERATIONS)
+            .where(filter=firestore.FieldFilter("status", "in", live))
+            .limit(limit)
+        )
+        found = []
+        for snap in query.stream():
+            self.counters.reads += 1
+            found.append(documents.operation_from_doc(snap.id, snap.to_dict() or {}))
+        return found
+
 
 class OperationCounters:
     """Document reads, writes and transactions, for cost measurements."""
@@ -101,9 +133,10 @@ class FirestoreStateTransaction:
         self._tx = transaction
         self._counters = counters
         self._writes: list[tuple[str, str, dict[str, Any]]] = []
+        self._history: list[tuple[str, dict[str, Any]]] = []
 
     def _get(self, collection: str, doc_id: str) -> tuple[str, dict[str, Any]] | None:
-        if self._writes:
+        if self._writes or self._history:
             raise RuntimeError("read after write in a transaction")
         ref = self._db.collection(collection).document(doc_id)
         snap = ref.get(transaction=self._tx)
@@ -123,7 +156,7 @@ class FirestoreStateTransaction:
         return documents.processed_event_from_doc(*found) if found else None
 
     def queued_operations(self, instance_id: str, limit: int = 1) -> list[Operation]:
-        if self._writes:
+        if self._writes or self._history:
             raise RuntimeError("read after write in a transaction")
         query = (
             self._db.collection(COLLECTION_OPERATIONS)
@@ -155,6 +188,9 @@ class FirestoreStateTransaction:
         )
         self._writes.append((COLLECTION_PROCESSED_EVENTS, event.key, doc))
 
+    def add_instance_history(self, instance_id: str, entry: HistoryEntry) -> None:
+        self._history.append((instance_id, documents.history_to_doc(entry)))
+
     def flush(self) -> None:
         # The same document written twice in one decision keeps its last version.
         latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -163,4 +199,13 @@ class FirestoreStateTransaction:
         for (collection, doc_id), doc in latest.items():
             self._tx.set(self._db.collection(collection).document(doc_id), doc)
             self._counters.writes += 1
+        for instance_id, entry in self._history:
+            history = (
+                self._db.collection(COLLECTION_INSTANCES)
+                .document(instance_id)
+                .collection(SUBCOLLECTION_HISTORY)
+            )
+            self._tx.set(history.document(), entry)
+            self._counters.writes += 1
         self._writes.clear()
+        self._history.clear()

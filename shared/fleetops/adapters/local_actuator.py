@@ -97,6 +97,20 @@ class LocalProcessActuator:
         detail = "ok" if healthy else f"/healthz answered {health.status_code}"
         return Probe(healthy=healthy, version=version, detail=detail)
 
+    def stop(self, instance_id: str, token: str) -> ActuationResult:
+        """Stop the process keeping its data (the agent calls it suspending)."""
+        return self.suspend(instance_id, token)
+
+    def start(self, instance_id: str, token: str) -> ActuationResult:
+        return self.resume(instance_id, token)
+
+    def set_version(self, instance_id: str, version: str, token: str) -> ActuationResult:
+        """On a stopped instance the agent only records the version for the next start."""
+        return self.upgrade(instance_id, version, token)
+
+    def set_size(self, instance_id: str, size: Size, token: str) -> ActuationResult:
+        return self.resize(instance_id, size, token)
+
     # --- beyond the protocol ----------------------------------------------------------
 
     def upgrade(self, instance_id: str, version: str, token: str) -> ActuationResult:
@@ -237,7 +251,9 @@ def _opt_int(value: object) -> int | None:
 
 def _result(body: dict[str, Any]) -> ActuationResult:
     return ActuationResult(
-        endpoint=_opt_str(body.get("endpoint")), applied=body.get("applied") is True
+        endpoint=_opt_str(body.get("endpoint")),
+        applied=body.get("applied") is True,
+        snapshot=_opt_str(body.get("snapshot")),
     )
 
 

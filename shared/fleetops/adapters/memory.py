@@ -20,10 +20,18 @@ from fleetops.contract.names import (
     COLLECTION_OPERATIONS,
     COLLECTION_PROCESSED_EVENTS,
 )
-from fleetops.domain.model import Instance, Operation, OperationStatus, ProcessedEvent
+from fleetops.domain.model import (
+    HistoryEntry,
+    Instance,
+    Operation,
+    OperationStatus,
+    ProcessedEvent,
+    Size,
+)
 from fleetops.ports import ActuationResult, ActuatorError, InstanceSpec, Probe
 
 T = TypeVar("T")
+HISTORY = "history"
 PROCESSED_EVENT_TTL = timedelta(days=30)
 
 
@@ -34,6 +42,7 @@ class InMemoryStateStore:
             COLLECTION_OPERATIONS: {},
             COLLECTION_PROCESSED_EVENTS: {},
         }
+        self.history: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.RLock()
         self.transactions = 0
 
@@ -42,7 +51,10 @@ class InMemoryStateStore:
             tx = _InMemoryTransaction(self)
             result = fn(tx)
             for collection, doc_id, doc in tx.writes:
-                self.docs[collection][doc_id] = doc
+                if collection == HISTORY:
+                    self.history.setdefault(doc_id, []).append(doc)
+                else:
+                    self.docs[collection][doc_id] = doc
             self.transactions += 1
             return result
 
@@ -86,6 +98,19 @@ class InMemoryStateStore:
             and (status is None or o.status is status)
         ]
         found.sort(key=lambda o: (o.created_at, o.id), reverse=True)
+        return found[:limit]
+
+    def instance_history(self, instance_id: str, limit: int = 50) -> list[HistoryEntry]:
+        with self._lock:
+            entries = [documents.history_from_doc(d) for d in self.history.get(instance_id, [])]
+        entries.sort(key=lambda e: e.at, reverse=True)
+        return entries[:limit]
+
+    def operations_to_sweep(self, now: datetime, limit: int = 500) -> list[Operation]:
+        live = (OperationStatus.RUNNING, OperationStatus.QUEUED, OperationStatus.AWAITING_APPROVAL)
+        found: list[Operation] = []
+        for status in live:
+            found.extend(self.list_operations(status=status, limit=limit))
         return found[:limit]
 
 
@@ -134,6 +159,9 @@ class _InMemoryTransaction:
         )
         self.writes.append((COLLECTION_PROCESSED_EVENTS, event.key, doc))
 
+    def add_instance_history(self, instance_id: str, entry: HistoryEntry) -> None:
+        self.writes.append((HISTORY, instance_id, documents.history_to_doc(entry)))
+
 
 @dataclass(frozen=True)
 class PublishedMessage:
@@ -175,19 +203,26 @@ class InMemoryPublisher:
 class FakeInstance:
     spec: InstanceSpec
     running: bool = True
-    healthy: bool = True
+    version: str = ""
+    size: Size = Size.SMALL
     restarts: int = 0
+    snapshots: list[str] = field(default_factory=list)
 
 
 @dataclass
 class InMemoryActuator:
-    """Instances as dictionary entries; counts every effect so tests can prove 'exactly once'."""
+    """Instances as dictionary entries; counts every effect so tests can prove 'exactly once'.
+
+    `unhealthy_versions` never turn healthy; `fail_next[kind]` makes the next call
+    of that kind raise; `unhealthy` instances answer their health check with 503.
+    """
 
     instances: dict[str, FakeInstance] = field(default_factory=dict)
     applied_tokens: set[str] = field(default_factory=set)
     effects: list[tuple[str, str]] = field(default_factory=list)
     fail_next: dict[str, ActuatorError] = field(default_factory=dict)
     unhealthy: set[str] = field(default_factory=set)
+    unhealthy_versions: set[str] = field(default_factory=set)
 
     def _once(self, token: str, kind: str, instance_id: str) -> bool:
         error = self.fail_next.pop(kind, None)
@@ -199,20 +234,66 @@ class InMemoryActuator:
         self.effects.append((kind, instance_id))
         return True
 
+    def _get(self, instance_id: str) -> FakeInstance:
+        found = self.instances.get(instance_id)
+        if found is None:
+            raise ActuatorError(f"instance {instance_id} is unknown", permanent=True)
+        return found
+
+    def _result(self, instance_id: str, applied: bool) -> ActuationResult:
+        return ActuationResult(endpoint=f"memory://{instance_id}", applied=applied)
+
     def provision(self, spec: InstanceSpec, token: str) -> ActuationResult:
         applied = self._once(token, "provision", spec.id)
         if applied:
-            self.instances[spec.id] = FakeInstance(spec)
-        return ActuationResult(endpoint=f"memory://{spec.id}", applied=applied)
+            self.instances[spec.id] = FakeInstance(spec, version=spec.version, size=spec.size)
+        return self._result(spec.id, applied)
+
+    def start(self, instance_id: str, token: str) -> ActuationResult:
+        found = self._get(instance_id)
+        applied = self._once(token, "start", instance_id)
+        found.running = True
+        return self._result(instance_id, applied)
+
+    def stop(self, instance_id: str, token: str) -> ActuationResult:
+        found = self._get(instance_id)
+        applied = self._once(token, "stop", instance_id)
+        found.running = False
+        return self._result(instance_id, applied)
 
     def restart(self, instance_id: str, token: str) -> ActuationResult:
-        if instance_id not in self.instances:
-            raise ActuatorError(f"instance {instance_id} is unknown", permanent=True)
+        found = self._get(instance_id)
         applied = self._once(token, "restart", instance_id)
         if applied:
-            self.instances[instance_id].restarts += 1
-            self.instances[instance_id].running = True
-        return ActuationResult(endpoint=f"memory://{instance_id}", applied=applied)
+            found.restarts += 1
+            found.running = True
+        return self._result(instance_id, applied)
+
+    def set_version(self, instance_id: str, version: str, token: str) -> ActuationResult:
+        found = self._get(instance_id)
+        applied = self._once(token, "set_version", instance_id)
+        found.version = version
+        return self._result(instance_id, applied)
+
+    def set_size(self, instance_id: str, size: Size, token: str) -> ActuationResult:
+        found = self._get(instance_id)
+        applied = self._once(token, "set_size", instance_id)
+        found.size = size
+        return self._result(instance_id, applied)
+
+    def suspend(self, instance_id: str, token: str) -> ActuationResult:
+        return self.stop(instance_id, token)
+
+    def resume(self, instance_id: str, token: str) -> ActuationResult:
+        return self.start(instance_id, token)
+
+    def snapshot(self, instance_id: str, token: str) -> ActuationResult:
+        found = self._get(instance_id)
+        applied = self._once(token, "snapshot", instance_id)
+        name = f"snap-{token.replace('/', '-')}"
+        if applied:
+            found.snapshots.append(name)
+        return ActuationResult(applied=applied, snapshot=name)
 
     def delete(self, instance_id: str, token: str) -> ActuationResult:
         applied = self._once(token, "delete", instance_id)
@@ -224,8 +305,8 @@ class InMemoryActuator:
         found = self.instances.get(instance_id)
         if found is None or not found.running:
             return Probe(healthy=False, detail="not running")
-        healthy = instance_id not in self.unhealthy
-        return Probe(healthy=healthy, version=found.spec.version, detail="" if healthy else "503")
+        healthy = instance_id not in self.unhealthy and found.version not in self.unhealthy_versions
+        return Probe(healthy=healthy, version=found.version, detail="" if healthy else "503")
 
     def count(self, kind: str, instance_id: str) -> int:
         return sum(1 for k, i in self.effects if (k, i) == (kind, instance_id))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import sys
@@ -21,8 +20,10 @@ from fleetops.cli.render import console, err_console
 from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_REQUESTS
 from fleetops.contract.pubsub import encode_binary
 from fleetops.contract.requests import new_request_event
+from fleetops.domain.decisions import DecisionError
 from fleetops.domain.model import Action, Operation, OperationStatus, Size, StepStatus
 from fleetops.local import config
+from fleetops.services.control import ControlDeps, approve_operation, cancel_operation
 from fleetops.services.requests import operation_id_for
 
 app = typer.Typer(
@@ -53,11 +54,7 @@ class CliError(Exception):
 
 
 def _requester() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return runtime.principal()
 
 
 def _check_reachable() -> None:
@@ -264,11 +261,19 @@ def request(
     _exit_for(op)
 
 
-def _show_operation(op: Operation, output: Output) -> None:
+def _show_operation(op: Operation, output: Output, *, history: bool = False) -> None:
     if output is Output.JSON:
         console.print_json(render.to_json(render.operation_json(op)))
-    else:
-        console.print(render.operation_detail(op))
+        return
+    console.print(render.operation_detail(op))
+    if history:
+        console.print(render.history_table(list(op.history), f"history of {op.id}"))
+    if op.status is OperationStatus.AWAITING_APPROVAL:
+        console.print(
+            f"[yellow]awaiting approval[/] until {render.when(op.approval_expires_at)}: "
+            f"someone other than {op.requested_by or 'the requester'} runs "
+            f"`fleetops ops approve {op.id}`"
+        )
 
 
 @instances_app.callback()
@@ -312,6 +317,9 @@ def instances_show(
         return
     console.print(render.instances_table([found]))
     console.print(render.operations_table(ops))
+    console.print(
+        render.history_table(store.instance_history(instance, limit=20), "recent changes")
+    )
 
 
 @ops_app.command("list")
@@ -340,7 +348,7 @@ def ops_show(
     op = runtime.state_store().get_operation(operation)
     if op is None:
         raise CliError(f"operation {operation} does not exist")
-    _show_operation(op, output)
+    _show_operation(op, output, history=True)
 
 
 @ops_app.command("wait")
@@ -356,11 +364,49 @@ def ops_wait(
     _exit_for(op)
 
 
+def _control_deps() -> ControlDeps:
+    return ControlDeps(runtime.state_store(), runtime.publisher(), runtime.utc_now)
+
+
+@ops_app.command("approve")
+def ops_approve(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Approve an operation awaiting approval (someone other than its requester)."""
+    _connect()
+    op = approve_operation(operation, runtime.principal(), _control_deps())
+    _report_change(op, output, f"approved by {runtime.principal()}")
+
+
+@ops_app.command("cancel")
+def ops_cancel(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Cancel: at once if it has not started, else at the next step boundary with rollback."""
+    _connect()
+    op = cancel_operation(operation, runtime.principal(), _control_deps())
+    _report_change(op, output, "cancelled" if op.finished else "cancel requested")
+
+
+def _report_change(op: Operation, output: Output, what: str) -> None:
+    if output is Output.JSON:
+        console.print_json(render.to_json(render.operation_json(op)))
+    else:
+        console.print(f"{op.id}: {what}; now {op.status.value}")
+
+
 def _one_sentence(exc: BaseException) -> str | None:
     """The message for errors a user can act on; None for bugs (shown as tracebacks)."""
     from fleetops.local.processes import PortTakenError
 
-    known: tuple[type[BaseException], ...] = (CliError, runtime.ConfigurationError, PortTakenError)
+    known: tuple[type[BaseException], ...] = (
+        CliError,
+        runtime.ConfigurationError,
+        PortTakenError,
+        DecisionError,
+    )
     try:
         from fleetops.local.emulators import EmulatorError
         from fleetops.local.stack import StackError

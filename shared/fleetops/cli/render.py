@@ -10,7 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetops import documents
-from fleetops.domain.model import Health, Instance, Operation, OperationStatus, StepStatus
+from fleetops.domain.model import (
+    Health,
+    HistoryEntry,
+    Instance,
+    Operation,
+    OperationStatus,
+    StepStatus,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -45,6 +52,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def history_json(entries: list[HistoryEntry]) -> list[dict[str, Any]]:
+    return [documents.history_to_doc(e) for e in entries]
 
 
 def instance_json(instance: Instance) -> dict[str, Any]:
@@ -114,7 +125,7 @@ def operation_detail(op: Operation) -> Table:
         marker = ">" if index == op.current_step and not op.finished else str(index + 1)
         table.add_row(
             marker,
-            step.name,
+            step.name + (" (rollback)" if step.compensation else ""),
             step.status.value,
             str(step.attempts),
             when(step.started_at),
@@ -122,6 +133,15 @@ def operation_detail(op: Operation) -> Table:
             seconds_between(step.started_at, step.finished_at),
             step.error or "",
         )
+    return table
+
+
+def history_table(entries: list[HistoryEntry], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("when", "who", "what", "why"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(when(entry.at), entry.actor, entry.event, entry.detail)
     return table
 
 
@@ -133,6 +153,10 @@ def _caption(op: Operation) -> str:
     ]
     if op.requested_by:
         parts.append(f"by {op.requested_by}")
+    if op.approved_by:
+        parts.append(f"approved by {op.approved_by}")
+    if op.lease_token is not None:
+        parts.append(f"lease token {op.lease_token}")
     if op.finished_at:
         parts.append(f"finished {when(op.finished_at)}")
     if op.error:

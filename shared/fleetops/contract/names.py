@@ -35,6 +35,7 @@ ALL_COLLECTIONS: Final = (
 EVENT_INSTANCE_REQUESTED: Final = "fleetops.instance.requested"
 EVENT_STEP_READY: Final = "fleetops.operation.step.ready"
 EVENT_OPERATION_FINISHED: Final = "fleetops.operation.finished"
+EVENT_MAINTENANCE_TICK: Final = "fleetops.maintenance.tick"
 
 SOURCE_OPERATIONS: Final = "//fleetops/operations"
 

@@ -117,8 +117,13 @@ class Instance:
     maintenance_window: MaintenanceWindow | None = None
     endpoint: str | None = None
     health: Health = Health.UNKNOWN
-    # The operation that holds this instance; later requests queue behind it.
+    # The lease: the operation that holds this instance (later requests queue
+    # behind it), a fencing token that grows with every new holder, and when the
+    # lease lapses if its holder stops making progress.
     active_operation: str | None = None
+    lease_token: int = 0
+    lease_expires_at: datetime | None = None
+    latest_snapshot: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -139,6 +144,8 @@ class Step:
     # Earliest time the next attempt or check may run (retry backoff, wait polling).
     not_before: datetime | None = None
     checks: int = 0
+    # A step of the declared compensation (rollback), run after a failure or a cancel.
+    compensation: bool = False
 
     def evolve(self, **changes: Any) -> Step:
         return replace(self, **changes)
@@ -154,6 +161,17 @@ class OperationParams:
     customer: str | None = None
     labels: Mapping[str, str] = field(default_factory=frozen_map)
     maintenance_window: MaintenanceWindow | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change, who or what made it, and why."""
+
+    at: datetime
+    actor: str
+    event: str
+    detail: str = ""
+    operation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,21 @@ class Operation:
     dry_run: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The instance's fencing token this operation holds while it runs.
+    lease_token: int | None = None
+    deadline_at: datetime | None = None
+    approval_expires_at: datetime | None = None
+    approved_by: str | None = None
+    cancel_requested_by: str | None = None
+    # The instance as it was when the operation started: what compensation restores.
+    prior_state: InstanceState | None = None
+    prior_version: str | None = None
+    prior_size: Size | None = None
+    compensating: bool = False
+    # What made compensation start: the failure, or the cancel.
+    failure: str | None = None
+    outputs: Mapping[str, str] = field(default_factory=frozen_map)
+    history: tuple[HistoryEntry, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -193,6 +226,10 @@ class Operation:
 
     def evolve(self, **changes: Any) -> Operation:
         return replace(self, **changes)
+
+    def noted(self, at: datetime, actor: str, event: str, detail: str = "") -> Operation:
+        entry = HistoryEntry(at, actor, event, detail, self.id)
+        return replace(self, history=(*self.history, entry), updated_at=at)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Every action as a declared plan of steps, each with its retry policy and timeout."""
+"""Every action as a declared plan of steps, each with its retry policy and timeout.
+
+A plan may declare a compensation: the steps that put the instance back as it
+was when a step at or after `compensate_from` fails, or when the operation is
+cancelled past that point.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,23 @@ class Effect(StrEnum):
     """What a step asks of the world. Each is safe to repeat with the same token."""
 
     PROVISION = "provision"
+    START = "start"
+    STOP = "stop"
     RESTART = "restart"
+    SET_VERSION = "set_version"
+    SET_SIZE = "set_size"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    SNAPSHOT = "snapshot"
     DELETE = "delete"
     WAIT_HEALTHY = "wait_healthy"
+
+
+class Target(StrEnum):
+    """Which version or size a step means: the one requested, or the one before."""
+
+    REQUESTED = "requested"
+    PRIOR = "prior"
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,7 @@ class StepSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # For waiting steps: the gap between two checks.
     poll_interval: timedelta = timedelta(seconds=1)
+    target: Target = Target.REQUESTED
 
     @property
     def waits(self) -> bool:
@@ -52,36 +72,112 @@ class StepSpec:
 class Plan:
     action: Action
     steps: tuple[StepSpec, ...]
-    # The instance's state while the operation runs, and after it succeeds.
-    state_while_running: InstanceState
-    state_after: InstanceState
+    # The instance's state while the operation runs, and after it succeeds
+    # (None: unchanged).
+    state_while_running: InstanceState | None
+    state_after: InstanceState | None
     deadline: timedelta = timedelta(minutes=30)
+    compensate_from: int | None = None
+    compensation: tuple[StepSpec, ...] = ()
+
+    def spec(self, index: int) -> StepSpec:
+        """The spec of step `index` of an operation: main steps, then compensation."""
+        if index < len(self.steps):
+            return self.steps[index]
+        return self.compensation[index - len(self.steps)]
 
 
-_WAIT = StepSpec(
-    "wait_healthy",
-    Effect.WAIT_HEALTHY,
-    timeout=timedelta(seconds=90),
-    retry=RetryPolicy(max_attempts=1),
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def _wait(target: Target, timeout: timedelta = timedelta(seconds=90)) -> StepSpec:
+    return StepSpec(
+        "wait_healthy", Effect.WAIT_HEALTHY, timeout=timeout, retry=NO_RETRY, target=target
+    )
+
+
+def _step(
+    name: str, effect: Effect, minutes: float = 2, target: Target = Target.REQUESTED
+) -> StepSpec:
+    return StepSpec(name, effect, timeout=timedelta(minutes=minutes), target=target)
+
+
+_ROLLBACK_VERSION = (
+    _step("stop_instance", Effect.STOP),
+    _step("restore_version", Effect.SET_VERSION, target=Target.PRIOR),
+    _step("start_instance", Effect.START),
+    _wait(Target.PRIOR),
+)
+_ROLLBACK_SIZE = (
+    _step("stop_instance", Effect.STOP),
+    _step("restore_size", Effect.SET_SIZE, target=Target.PRIOR),
+    _step("start_instance", Effect.START),
+    _wait(Target.PRIOR),
 )
 
 PLANS: Mapping[Action, Plan] = MappingProxyType(
     {
         Action.PROVISION: Plan(
             Action.PROVISION,
-            (StepSpec("create_instance", Effect.PROVISION, timeout=timedelta(minutes=5)), _WAIT),
+            (_step("create_instance", Effect.PROVISION, minutes=5), _wait(Target.REQUESTED)),
             InstanceState.PROVISIONING,
             InstanceState.RUNNING,
         ),
+        Action.UPGRADE: Plan(
+            Action.UPGRADE,
+            (
+                _step("take_snapshot", Effect.SNAPSHOT, minutes=10),
+                _step("stop_instance", Effect.STOP),
+                _step("switch_version", Effect.SET_VERSION),
+                _step("start_instance", Effect.START),
+                _wait(Target.REQUESTED),
+            ),
+            InstanceState.UPGRADING,
+            InstanceState.RUNNING,
+            deadline=timedelta(minutes=45),
+            compensate_from=1,
+            compensation=_ROLLBACK_VERSION,
+        ),
+        Action.RESIZE: Plan(
+            Action.RESIZE,
+            (
+                _step("stop_instance", Effect.STOP),
+                _step("switch_size", Effect.SET_SIZE),
+                _step("start_instance", Effect.START),
+                _wait(Target.PRIOR),
+            ),
+            InstanceState.RESIZING,
+            InstanceState.RUNNING,
+            compensate_from=0,
+            compensation=_ROLLBACK_SIZE,
+        ),
         Action.RESTART: Plan(
             Action.RESTART,
-            (StepSpec("restart_instance", Effect.RESTART, timeout=timedelta(minutes=2)), _WAIT),
+            (_step("restart_instance", Effect.RESTART), _wait(Target.PRIOR)),
             InstanceState.RESTARTING,
             InstanceState.RUNNING,
         ),
+        Action.SUSPEND: Plan(
+            Action.SUSPEND,
+            (_step("suspend_instance", Effect.SUSPEND),),
+            None,
+            InstanceState.SUSPENDED,
+        ),
+        Action.RESUME: Plan(
+            Action.RESUME,
+            (_step("resume_instance", Effect.RESUME), _wait(Target.PRIOR)),
+            None,
+            InstanceState.RUNNING,
+        ),
+        Action.SNAPSHOT: Plan(
+            Action.SNAPSHOT,
+            (_step("take_snapshot", Effect.SNAPSHOT, minutes=10),),
+            None,
+            None,
+        ),
         Action.DELETE: Plan(
             Action.DELETE,
-            (StepSpec("delete_instance", Effect.DELETE, timeout=timedelta(minutes=5)),),
+            (_step("delete_instance", Effect.DELETE, minutes=5),),
             InstanceState.DELETING,
             InstanceState.DELETED,
         ),

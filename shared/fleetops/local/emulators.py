@@ -63,6 +63,8 @@ _WELL_KNOWN_SDK_ROOTS = (
     Path("~/google-cloud-sdk"),
 )
 _FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+# Not CLOUD_FIRESTORE, which crashes the emulator's argument parser.
+_FIRESTORE_MODE = "--database-mode=firestore-native"
 # The Pub/Sub emulator does not exit when it cannot bind: it logs this and keeps running.
 _BIND_FAILURE = re.compile(r"BindException|Address already in use")
 _LOG_TAIL_LINES = 25
@@ -87,6 +89,9 @@ class PortInUseError(EmulatorError):
         super().__init__(message)
         self.port = port
 
+    def __reduce__(self) -> tuple[type[PortInUseError], tuple[str, int]]:
+        return type(self), (str(self), self.port)
+
 
 class EmulatorNotReadyError(EmulatorError):
     """An emulator exited or did not answer before the deadline."""
@@ -94,6 +99,9 @@ class EmulatorNotReadyError(EmulatorError):
     def __init__(self, message: str, log_path: Path | None = None) -> None:
         super().__init__(message)
         self.log_path = log_path
+
+    def __reduce__(self) -> tuple[type[EmulatorNotReadyError], tuple[str, Path | None]]:
+        return type(self), (str(self), self.log_path)
 
 
 class EmulatorUnreachableError(EmulatorError):
@@ -364,8 +372,8 @@ def emulators_from_env() -> tuple[str, str] | None:
     silent = [f"{var}={os.environ[var].strip()}" for var, ok in answers.items() if not ok]
     if silent:
         raise EmulatorUnreachableError(
-            f"{' and '.join(silent)} set but no emulator of that kind answers there: "
-            "start the emulators or unset these variables."
+            f"{' and '.join(silent)} {'is' if len(silent) == 1 else 'are'} set, but no "
+            "emulator of that kind answers there: start the emulators or unset these variables."
         )
     return pubsub, firestore
 
@@ -507,7 +515,7 @@ def _log_tail(log_path: Path, lines: int = _LOG_TAIL_LINES) -> str:
 
 def _start(
     name: str,
-    command: list[str],
+    command: Callable[[], list[str]],
     ready: Callable[[str, float], bool],
     *,
     port: int | None,
@@ -516,11 +524,12 @@ def _start(
     java_options: Sequence[str],
 ) -> EmulatorProcess:
     java = java_binary()
+    jar_args = command()
     chosen = _free_ports(1)[0] if port is None else port
     _check_port_free(chosen, name)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name.lower().replace('/', '')}-{chosen}.log"
-    argv = [str(java), *java_options, *command, f"--host={LOOPBACK}", f"--port={chosen}"]
+    argv = [str(java), *java_options, *jar_args, f"--host={LOOPBACK}", f"--port={chosen}"]
     started = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -589,7 +598,7 @@ def start_pubsub(
     """
     return _start(
         "Pub/Sub",
-        ["-jar", str(pubsub_jar())],
+        lambda: ["-jar", str(pubsub_jar())],
         pubsub_answers,
         port=port,
         log_dir=log_dir,
@@ -611,7 +620,7 @@ def start_firestore(
     """
     return _start(
         "Firestore",
-        ["-cp", str(firestore_jar()), _FIRESTORE_MAIN, "start", "--database-mode=firestore-native"],
+        lambda: ["-cp", str(firestore_jar()), _FIRESTORE_MAIN, "start", _FIRESTORE_MODE],
         firestore_answers,
         port=port,
         log_dir=log_dir,

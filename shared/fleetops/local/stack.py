@@ -145,7 +145,13 @@ class LocalStack:
             "FLEETOPS_AGENT_URL": f"http://127.0.0.1:{ports.agent}",
             "FLEETOPS_ACTUATOR": "local",
         }
-        child_env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # Local instances start in well under a second: a short wait for health
+        # makes a bad version roll back quickly.
+        child_env_extra = {
+            "FLEETOPS_WAIT_TIMEOUT_SECONDS": os.environ.get("FLEETOPS_WAIT_TIMEOUT_SECONDS", "15"),
+            "FLEETOPS_FAULTS_DIR": str((self.state_dir / "faults").resolve()),
+        }
+        child_env = {**os.environ, **self.env, **child_env_extra, "PYTHONUNBUFFERED": "1"}
         # Never the real credentials when talking to emulators.
         child_env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 

@@ -1,4 +1,4 @@
-"""Carrying out a decision's effects once its state is saved."""
+"""Saving a decision in the open transaction, and carrying out its effects after commit."""
 
 from __future__ import annotations
 
@@ -14,9 +14,18 @@ from fleetops.contract.names import (
     TOPIC_STEPS,
 )
 from fleetops.contract.pubsub import CloudEvent, encode_binary, format_time
-from fleetops.domain.decisions import AnnounceFinished, DispatchStep, Effect
+from fleetops.domain.decisions import AnnounceFinished, Decision, DispatchStep, Effect_
 from fleetops.domain.model import Operation
-from fleetops.ports import Publisher
+from fleetops.ports import Publisher, StateTransaction
+
+
+def save(tx: StateTransaction, decision: Decision) -> None:
+    for op in decision.operations:
+        tx.put_operation(op)
+    for instance in decision.instances:
+        tx.put_instance(instance)
+    for instance_id, entry in decision.instance_history:
+        tx.add_instance_history(instance_id, entry)
 
 
 def step_event(effect: DispatchStep, now: datetime, *, nonce: str) -> CloudEvent:
@@ -60,7 +69,7 @@ def finished_event(op: Operation, now: datetime) -> CloudEvent:
 
 
 def carry_out(
-    effects: Iterable[Effect], publisher: Publisher, now: datetime, *, nonce: str
+    effects: Iterable[Effect_], publisher: Publisher, now: datetime, *, nonce: str
 ) -> None:
     """Publish every effect; raises on the first failure so the message is retried."""
     for effect in effects:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fleetops.contract.pubsub import CloudEvent, PubsubMessage, decode_cloudevent
 from fleetops.contract.requests import parse_request
-from fleetops.domain.decisions import DispatchStep, Effect, RecordRequest, decide_request
+from fleetops.domain.decisions import DispatchStep, Effect_, RecordRequest, decide_request
 from fleetops.domain.model import Operation, OperationStatus, Origin, ProcessedEvent, StepStatus
+from fleetops.domain.policy import ApprovalPolicy
 from fleetops.ports import Publisher, StateStore, StateTransaction
-from fleetops.services.dispatch import carry_out
+from fleetops.services.dispatch import carry_out, save
 from fleetops.services.outcome import Outcome
 
 
@@ -21,6 +22,7 @@ class RequestDeps:
     store: StateStore
     publisher: Publisher
     now: Callable[[], datetime]
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
 
 def event_key(source: str, event_id: str) -> str:
@@ -36,7 +38,7 @@ def operation_id_for(source: str, event_id: str) -> str:
 class _Recorded:
     operation: Operation
     duplicate: bool
-    effects: tuple[Effect, ...]
+    effects: tuple[Effect_, ...]
 
 
 def handle_request_message(message: PubsubMessage, deps: RequestDeps) -> Outcome:
@@ -57,6 +59,7 @@ def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
         requested_by=request.requested_by,
         reason=request.reason,
         dry_run=request.dry_run,
+        actor=f"fleetops/requests ({event.source})",
     )
 
     def record(tx: StateTransaction) -> _Recorded:
@@ -65,11 +68,8 @@ def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
             existing = tx.get_operation(seen.operation)
             if existing is not None:
                 return _Recorded(existing, True, resume_effects(existing))
-        decision = decide_request(command, tx.get_instance(request.instance), now)
-        for op in decision.operations:
-            tx.put_operation(op)
-        for instance in decision.instances:
-            tx.put_instance(instance)
+        decision = decide_request(command, tx.get_instance(request.instance), now, deps.approvals)
+        save(tx, decision)
         tx.put_processed_event(
             ProcessedEvent(
                 key=key,
@@ -94,7 +94,7 @@ def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
     )
 
 
-def resume_effects(op: Operation) -> tuple[Effect, ...]:
+def resume_effects(op: Operation) -> tuple[Effect_, ...]:
     """After a crash between saving and publishing, a redelivery publishes again."""
     step = op.step
     if (

@@ -1,9 +1,16 @@
 """Running one step of an operation per message, with exactly one effect per step.
 
-A step costs one read before its effect and one transaction after it: the
-effect is made safe to repeat by its token (operation id and step index), and
-the transaction records the outcome only if the operation still waits on that
-step, so a duplicate or late delivery cannot record twice.
+A step costs one read before its effect and one transaction after it. The
+effect is made safe to repeat by its token (operation id and step index); the
+transaction records the outcome only if the operation still waits on that
+step and still holds the instance's lease with its fencing token, so a
+duplicate, a late delivery or a holder that lost its lease records nothing.
+
+A step that must wait (for health, or for a retry's backoff) never holds a
+function for longer than one check: its message is published again with a
+`not_before` time, and a function that receives it early waits at most
+`MAX_IN_PLACE_WAIT` before publishing it again. The sweeper re-drives any
+operation whose messages were lost.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from fleetops.domain.decisions import (
     StepSucceeded,
     begin_step,
     complete_step,
+    size_for,
     step_spec,
+    version_for,
 )
 from fleetops.domain.model import Operation, Size, StepStatus
 from fleetops.domain.plans import Effect, StepSpec
@@ -38,14 +47,11 @@ from fleetops.ports import (
     StateStore,
     StateTransaction,
 )
-from fleetops.services.dispatch import carry_out
+from fleetops.services.dispatch import carry_out, save
 from fleetops.services.outcome import Outcome
 
 # A function waits in place at most this long for a step that is not yet due.
 MAX_IN_PLACE_WAIT = timedelta(seconds=2)
-# A waiting step checks the world for at most this long per message.
-MAX_CHECK_TIME = timedelta(seconds=3)
-CHECK_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class StepDeps:
     now: Callable[[], datetime]
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[], float] = field(default=random.random)
+    # Overrides how long a wait for health may last (the plans' default is 90 s).
+    wait_timeout: timedelta | None = None
+    # Called between a step's effect and the record of its outcome (fault injection).
+    after_effect: Callable[[Operation, int], None] = field(default=lambda op, index: None)
 
 
 @dataclass(frozen=True)
@@ -107,27 +117,24 @@ def handle_step_event(event: CloudEvent, deps: StepDeps) -> Outcome:
             and current.attempts == 0
         ):
             # The step before was recorded but the next message may never have gone out.
-            carry_out(
-                (DispatchStep(op.id, op.instance, op.current_step),),
-                deps.publisher,
-                deps.now(),
-                nonce=nonce,
-            )
+            redo = DispatchStep(op.id, op.instance, op.current_step)
+            carry_out((redo,), deps.publisher, deps.now(), nonce=nonce)
             return Outcome.ack(f"{stale}; dispatched step {op.current_step} again", **ids)
         return Outcome.ack(stale, **ids)
 
     due_in = _due_in(op, command, deps.now())
     if due_in > timedelta(0):
         deps.sleep(min(due_in, MAX_IN_PLACE_WAIT).total_seconds())
-        if _due_in(op, command, deps.now()) > timedelta(0):
-            not_before = deps.now() + _due_in(op, command, deps.now())
-            effect = DispatchStep(op.id, op.instance, command.step, not_before)
+        left = _due_in(op, command, deps.now())
+        if left > timedelta(0):
+            effect = DispatchStep(op.id, op.instance, command.step, deps.now() + left)
             carry_out((effect,), deps.publisher, deps.now(), nonce=nonce)
             return Outcome.ack(f"step {command.step} not due yet", **ids)
 
     started = deps.now()
     spec = step_spec(op, command.step)
     outcome = perform(spec, op, command.step, deps)
+    deps.after_effect(op, command.step)
     return record_outcome(op.id, command.step, started, outcome, deps, nonce=nonce)
 
 
@@ -145,48 +152,64 @@ def step_token(op: Operation, index: int) -> str:
 def perform(spec: StepSpec, op: Operation, index: int, deps: StepDeps) -> StepOutcome:
     """Carry out the step's effect once (safe to repeat with the same token)."""
     token = step_token(op, index)
-    params = op.params
+    actuator = deps.actuator
+    name = op.instance
     try:
-        if spec.effect is Effect.PROVISION:
-            if not params.version:
-                return StepFailed("provision needs a version", permanent=True)
-            result = deps.actuator.provision(
-                InstanceSpec(
-                    id=op.instance,
-                    version=params.version,
-                    size=params.size or Size.SMALL,
-                    region=params.region,
-                    labels=dict(params.labels),
-                ),
-                token,
-            )
-            return StepSucceeded(endpoint=result.endpoint, version=params.version)
-        if spec.effect is Effect.RESTART:
-            result = deps.actuator.restart(op.instance, token)
-            return StepSucceeded(endpoint=result.endpoint)
-        if spec.effect is Effect.DELETE:
-            deps.actuator.delete(op.instance, token)
-            return StepSucceeded()
-        return _wait_healthy(op, deps)
+        match spec.effect:
+            case Effect.PROVISION:
+                version = op.params.version
+                if not version:
+                    return StepFailed("provision needs a version", permanent=True)
+                spec_ = InstanceSpec(
+                    id=name,
+                    version=version,
+                    size=op.params.size or Size.SMALL,
+                    region=op.params.region,
+                    labels=dict(op.params.labels),
+                )
+                result = actuator.provision(spec_, token)
+                return StepSucceeded(endpoint=result.endpoint, version=version)
+            case Effect.SET_VERSION:
+                version = version_for(op, spec.target)
+                if not version:
+                    return StepFailed("no version to switch to", permanent=True)
+                actuator.set_version(name, version, token)
+                return StepSucceeded(version=version)
+            case Effect.SET_SIZE:
+                size = size_for(op, spec.target)
+                if size is None:
+                    return StepFailed("no size to switch to", permanent=True)
+                actuator.set_size(name, size, token)
+                return StepSucceeded()
+            case Effect.SNAPSHOT:
+                result = actuator.snapshot(name, token)
+                return StepSucceeded(snapshot=result.snapshot or token)
+            case Effect.WAIT_HEALTHY:
+                return _check_health(op, spec, deps)
+            case _:
+                call = {
+                    Effect.START: actuator.start,
+                    Effect.STOP: actuator.stop,
+                    Effect.RESTART: actuator.restart,
+                    Effect.SUSPEND: actuator.suspend,
+                    Effect.RESUME: actuator.resume,
+                    Effect.DELETE: actuator.delete,
+                }[spec.effect]
+                result = call(name, token)
+                return StepSucceeded(endpoint=result.endpoint)
     except ActuatorError as exc:
         return StepFailed(str(exc), permanent=exc.permanent)
 
 
-def _wait_healthy(op: Operation, deps: StepDeps) -> StepOutcome:
-    wanted = op.params.version
-    deadline = deps.now() + MAX_CHECK_TIME
-    detail = "no check made"
-    while True:
-        probe = deps.actuator.probe(op.instance)
-        if probe.healthy and (wanted is None or probe.version in (None, wanted)):
-            return StepSucceeded(version=probe.version)
-        if probe.healthy:
-            detail = f"healthy but serving version {probe.version}, not {wanted}"
-        else:
-            detail = f"not healthy: {probe.detail}" if probe.detail else "not healthy"
-        if deps.now() >= deadline:
-            return StepNotYet(detail)
-        deps.sleep(CHECK_INTERVAL)
+def _check_health(op: Operation, spec: StepSpec, deps: StepDeps) -> StepOutcome:
+    """One check; a waiting step is checked again from a new message."""
+    wanted = version_for(op, spec.target)
+    probe = deps.actuator.probe(op.instance)
+    if probe.healthy and (wanted is None or probe.version in (None, wanted)):
+        return StepSucceeded(version=probe.version)
+    if probe.healthy:
+        return StepNotYet(f"healthy but serving version {probe.version}, not {wanted}")
+    return StepNotYet(f"not healthy: {probe.detail}" if probe.detail else "not healthy")
 
 
 def record_outcome(
@@ -200,30 +223,33 @@ def record_outcome(
 ) -> Outcome:
     now = deps.now()
     jitter = deps.jitter()
-    finishing = isinstance(outcome, StepFailed | StepSucceeded)
 
-    def save(tx: StateTransaction) -> tuple[Decision | None, str]:
+    def record(tx: StateTransaction) -> tuple[Decision | None, str]:
         op = tx.get_operation(operation_id)
         if op is None or op.finished or op.current_step != index:
             return None, "a later delivery already recorded this step"
         if op.steps[index].status not in (StepStatus.PENDING, StepStatus.RUNNING):
             return None, "this step is already recorded"
         instance = tx.get_instance(op.instance)
-        last = index + 1 >= len(op.steps)
-        queued = (
-            tx.queued_operations(op.instance, limit=10)
-            if finishing and (last or isinstance(outcome, StepFailed))
-            else []
-        )
+        might_finish = not isinstance(outcome, StepNotYet)
+        queued = tx.queued_operations(op.instance, limit=10) if might_finish else []
         begun = begin_step(op, index, started)
-        decision = complete_step(begun, instance, index, outcome, now, jitter=jitter, queued=queued)
-        for changed in decision.operations:
-            tx.put_operation(changed)
-        for changed_instance in decision.instances:
-            tx.put_instance(changed_instance)
+        decision = complete_step(
+            begun,
+            instance,
+            index,
+            outcome,
+            now,
+            jitter=jitter,
+            queued=queued,
+            wait_timeout=deps.wait_timeout,
+        )
+        if decision.refused is not None:
+            return None, f"refused: {decision.refused}"
+        save(tx, decision)
         return decision, _describe(begun, index, outcome)
 
-    decision, detail = deps.store.transact(save)
+    decision, detail = deps.store.transact(record)
     if decision is not None:
         carry_out(decision.effects, deps.publisher, now, nonce=nonce)
     op = decision.operations[0] if decision else None

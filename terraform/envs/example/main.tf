@@ -44,9 +44,10 @@ module "firestore" {
 module "pubsub" {
   source = "../../modules/pubsub"
 
-  project_id     = var.project_id
-  project_number = data.google_project.this.number
-  labels         = var.labels
+  project_id         = var.project_id
+  project_number     = data.google_project.this.number
+  labels             = var.labels
+  request_publishers = ["group:${var.engineers_group}"]
 
   depends_on = [module.apis]
 }

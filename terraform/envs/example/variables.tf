@@ -17,7 +17,7 @@ variable "firestore_location" {
 
 variable "engineers_group" {
   type        = string
-  description = "The Google group of engineers who may call the API function (roles/run.invoker), e.g. fleetops-engineers@example.com."
+  description = "The Google group of engineers: they may call the API function (roles/run.invoker) and publish requests to fleetops-requests, e.g. fleetops-engineers@example.com."
 
   validation {
     condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.engineers_group))

@@ -34,6 +34,16 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member  = local.pubsub_service_agent
 }
 
+# Engineers publish fleetops.instance.requested events themselves (gcloud, CLI).
+resource "google_pubsub_topic_iam_member" "request_publishers" {
+  for_each = toset(var.request_publishers)
+
+  project = var.project_id
+  topic   = google_pubsub_topic.this["requests"].name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
 # Everything dead-lettered stays here for `fleetops dlq list` and `replay`
 # (the local stack has the same subscription). It has no dead-letter policy of
 # its own: it is the end of the line, and dead-lettering it into its own topic

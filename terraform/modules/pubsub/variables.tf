@@ -25,3 +25,9 @@ variable "retention" {
   description = "How long the dead-letter inbox and the events audit subscription keep unacknowledged messages (at most 7 days)."
   default     = "604800s"
 }
+
+variable "request_publishers" {
+  type        = list(string)
+  description = "IAM members who may publish requests to fleetops-requests (e.g. group:engineers@example.com)."
+  default     = []
+}

@@ -1,0 +1,21 @@
+"""fleetops-maintenance -> operations: re-drives, fails or starts operations nobody drives."""
+
+from __future__ import annotations
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from fleetops import runtime
+from fleetops.entrypoint import handle_push
+from fleetops.services.sweeper import SweepDeps, handle_tick_message
+
+
+@functions_framework.cloud_event
+def sweep(event: CloudEvent) -> None:
+    deps = SweepDeps(runtime.state_store(), runtime.publisher())
+    handle_push(
+        event,
+        lambda message: handle_tick_message(message, deps),
+        runtime.publisher,
+        function="sweeper",
+    )
