@@ -7,8 +7,8 @@ clients it actually uses, and tests import without credentials.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from fleetops.domain.model import (
     Action,
     Health,
@@ -40,8 +41,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
         yield InMemoryStateStore()
         return
     env = request.getfixturevalue("gcp_env")
-    from fleetops.adapters.firestore_store import FirestoreStateStore
     from google.cloud import firestore
+
+    from fleetops.adapters.firestore_store import FirestoreStateStore
 
     yield FirestoreStateStore(firestore.Client(project=env.project))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import requests
+
 from fleetops.local import config
 
 ROOT = Path(__file__).resolve().parents[2]

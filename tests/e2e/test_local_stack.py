@@ -12,8 +12,8 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from fleetops.contract.names import TOPIC_DEAD_LETTER, TOPIC_REQUESTS
 
+from fleetops.contract.names import TOPIC_DEAD_LETTER, TOPIC_REQUESTS
 from tests.e2e.stack import RunningStack
 
 

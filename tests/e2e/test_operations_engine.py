@@ -3,6 +3,7 @@ a function killed mid-step, duplicates, and a queue of ten."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -197,7 +198,7 @@ def test_ten_requests_for_one_instance_run_one_at_a_time_in_order(stack: Running
     assert [o["status"] for o in ops] == ["succeeded"] * 10
     assert [o["reason"] for o in ops] == [f"n{n}" for n in range(10)]
     spans = sorted((o["started_at"], o["finished_at"]) for o in ops)
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start
     by_start = [o["reason"] for o in sorted(ops, key=lambda o: o["started_at"])]
     by_request = [o["reason"] for o in sorted(ops, key=lambda o: o["created_at"])]

@@ -10,12 +10,12 @@ from typing import Any
 
 import functions_framework
 import pytest
+
 from fleetops import runtime
 from fleetops.adapters.memory import InMemoryActuator
 from fleetops.contract.names import ALL_TOPICS, TOPIC_DEAD_LETTER, TOPIC_REQUESTS, TOPIC_STEPS
 from fleetops.contract.pubsub import PubsubMessage
 from fleetops.domain.model import InstanceState, OperationStatus
-
 from tests.helpers import push_body, raw_message, request_message
 
 ROOT = Path(__file__).resolve().parents[2]

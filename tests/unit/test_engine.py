@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -131,7 +132,9 @@ def test_a_failure_before_the_compensated_part_needs_no_rollback(fleet: FakeFlee
 
 
 def test_cancel_stops_at_the_next_boundary_and_compensates(fleet: FakeFleet) -> None:
-    op_id = fleet.request({"instance": "acme-prod", "action": "upgrade", "version": "2.0.0"}).operation
+    op_id = fleet.request(
+        {"instance": "acme-prod", "action": "upgrade", "version": "2.0.0"}
+    ).operation
     for _ in range(3):  # snapshot, stop, switch_version
         [message] = fleet.step_messages()
         fleet.run_step(message)
@@ -279,12 +282,16 @@ def test_ten_requests_for_one_instance_run_one_at_a_time_in_order(fleet: FakeFle
     ids = []
     for n in range(10):
         fleet.clock.advance(timedelta(seconds=1))
-        ids.append(fleet.request({"instance": "acme-prod", "action": "restart", "reason": str(n)}).operation)
+        ids.append(
+            fleet.request(
+                {"instance": "acme-prod", "action": "restart", "reason": str(n)}
+            ).operation
+        )
     fleet.drain(limit=1000)
     ops = [fleet.store.get_operation(i) for i in ids]
     assert all(o is not None and o.status is OperationStatus.SUCCEEDED for o in ops)
     spans = [(o.started_at, o.finished_at) for o in ops if o is not None]
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None
         assert start is not None
         assert end <= start
@@ -294,7 +301,9 @@ def test_ten_requests_for_one_instance_run_one_at_a_time_in_order(fleet: FakeFle
 
 
 def test_history_tells_the_story_of_operation_and_instance(fleet: FakeFleet) -> None:
-    op = run(fleet, {"action": "upgrade", "version": "2.0.0", "requested_by": "dave", "reason": "CVE"})
+    op = run(
+        fleet, {"action": "upgrade", "version": "2.0.0", "requested_by": "dave", "reason": "CVE"}
+    )
     events = [h.event for h in op.history]  # type: ignore[attr-defined]
     assert events[0] == "requested"
     assert op.history[0].detail == "upgrade by dave: CVE"  # type: ignore[attr-defined]
