@@ -25,7 +25,7 @@ import base64
 import itertools
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -168,7 +168,11 @@ class ComputeFake:
         self._server = make_server(
             "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = self._server
+        # The default half-second poll would make every shutdown (one per test) that slow.
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.02), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -277,11 +281,11 @@ class ComputeFake:
             response = _error(exc.status, exc.reason, exc.message)
         return response(environ, start_response)
 
-    def _check_scope(self, args: dict[str, str]) -> None:
+    def _check_scope(self, args: Mapping[str, Any]) -> None:
         if args.get("project") != self.project or args.get("zone", self.zone) != self.zone:
             raise ApiError(404, "notFound", f"unknown project/zone {args}")
 
-    def _handle(self, endpoint: str, args: dict[str, str], request: Request) -> dict[str, Any]:
+    def _handle(self, endpoint: str, args: Mapping[str, Any], request: Request) -> dict[str, Any]:
         body = request.get_json(silent=True) or {}
         request_id = request.args.get("requestId") or None
         match endpoint:
@@ -498,7 +502,10 @@ class ComputeFake:
         def ready() -> None:
             snapshot["status"] = "READY"
 
-        return ready, lambda: self.snapshots.pop(name, None), snapshot["selfLink"]
+        def forget() -> None:
+            self.snapshots.pop(name, None)
+
+        return ready, forget, str(snapshot["selfLink"])
 
     def _plan_metadata(self, instance: dict[str, Any], body: dict[str, Any]) -> Callable[[], None]:
         current = instance["metadata"]["fingerprint"]

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+
 from fleetops.adapters.gce_actuator import (
     DEFAULT_MACHINE_TYPES,
     GceActuator,
@@ -18,8 +20,6 @@ from fleetops.adapters.gce_actuator import (
 )
 from fleetops.domain.model import Size
 from fleetops.ports import ActuatorError, InstanceSpec
-from google.auth.credentials import AnonymousCredentials
-
 from tests.fakes.compute_fake import ComputeFake
 
 TEMPLATE = "fleet-template"
@@ -104,7 +104,7 @@ class _Health(BaseHTTPRequestHandler):
 @pytest.fixture
 def health_port() -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.02), daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
@@ -144,6 +144,20 @@ def test_provision_inserts_once_per_token_and_returns_the_endpoint(
     }
     insert = fake.effects("insert")[0]
     assert insert.request_id is not None
+
+
+def test_the_template_is_read_once_for_many_inserts(
+    fake: ComputeFake, actuator: GceActuator
+) -> None:
+    fake.templates[TEMPLATE]["properties"]["metadata"]["items"].append(
+        {"key": "read-at", "value": "first"}
+    )
+    actuator.provision(InstanceSpec(id="acme-1", version="1.0"), "op-1/0")
+    fake.templates[TEMPLATE]["properties"]["metadata"]["items"][-1]["value"] = "second"
+
+    actuator.provision(InstanceSpec(id="acme-2", version="1.0"), "op-2/0")
+
+    assert fake.metadata("acme-2")["read-at"] == "first"
 
 
 def test_provision_over_an_instance_of_another_token_fails_permanently(
@@ -416,6 +430,19 @@ def test_snapshot_twice_with_one_token_makes_one_snapshot(
     assert snapshot["status"] == "READY"
     assert snapshot["sourceDisk"].endswith(f"/disks/{INSTANCE}")
     assert snapshot["labels"] == {"fleetops-instance": INSTANCE}
+
+
+def test_snapshot_already_being_made_under_a_forgotten_request_id_is_not_made_again(
+    fake: ComputeFake, provisioned: GceActuator
+) -> None:
+    name = snapshot_name(INSTANCE, "op-12/0")
+    fake.snapshots[name] = {"kind": "compute#snapshot", "name": name, "status": "CREATING"}
+
+    result = provisioned.snapshot(INSTANCE, "op-12/0")
+
+    assert result.applied is False
+    assert result.snapshot == name
+    assert fake.effects("createSnapshot") == []
 
 
 def test_snapshot_names_are_valid_and_distinct() -> None:

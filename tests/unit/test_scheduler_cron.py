@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -9,11 +10,12 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import fleetops
 import pytest
-from fleetops.local.scheduler import CronSchedule, load_jobs, next_fire_times
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import fleetops
+from fleetops.local.scheduler import CronSchedule, load_jobs, next_fire_times
 
 NEW_YORK = ZoneInfo("America/New_York")
 JOB_FILE = Path(fleetops.__file__).parent / "data" / "scheduler_jobs.json"
@@ -70,7 +72,7 @@ def test_hourly_job_fires_23_times_on_the_short_day() -> None:
         if t.date() == datetime(2024, 3, 10).date()
     ]
     assert len(day) == 23
-    assert all(b - a == timedelta(hours=1) for a, b in zip(day, day[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(day))
 
 
 def test_southern_hemisphere_spring_forward() -> None:
@@ -116,7 +118,7 @@ def test_hourly_job_fires_25_times_on_the_long_day() -> None:
         if t.date() == datetime(2024, 11, 3).date()
     ]
     assert len(day) == 25
-    assert all(b - a == timedelta(hours=1) for a, b in zip(day, day[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(day))
 
 
 def test_second_pass_of_the_repeated_hour_is_due_from_late_in_the_first_pass() -> None:
@@ -433,7 +435,7 @@ def test_fire_times_increase_and_each_matches_the_schedule_in_its_zone(
     times = next_fire_times(cron.text, zone_name, after, count)
     assert len(times) == count
     assert times[0] > after
-    assert all(a < b for a, b in zip(times, times[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(times))
     for moment in times:
         assert moment.tzinfo == zone
         assert fires_at(cron, zone, moment), f"{moment.isoformat()} does not match {cron.text}"

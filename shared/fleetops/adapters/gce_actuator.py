@@ -177,6 +177,8 @@ class GceActuator:
         self.machine_types: Mapping[Size, str] = MappingProxyType(
             {**DEFAULT_MACHINE_TYPES, **{Size(k): v for k, v in machine_types.items()}}
         )
+        if name_prefix and not re.fullmatch(r"[a-z][-a-z0-9]*", name_prefix):
+            raise ValueError(f"name_prefix {name_prefix!r} cannot begin a Compute Engine name")
         self.name_prefix = name_prefix
         self.operation_timeout = operation_timeout
         self.call_timeout = call_timeout
@@ -208,6 +210,8 @@ class GceActuator:
             timeout=call_timeout,
         )
         self._session = session if session is not None else requests.Session()
+        # Instance templates are immutable in Compute Engine: one read serves every insert.
+        self._template_cache: tuple[list[tuple[str, str]], dict[str, str]] | None = None
 
     # --- the Actuator protocol ------------------------------------------------------
 
@@ -554,6 +558,11 @@ class GceActuator:
 
     def _template_defaults(self) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """The template's metadata items and labels (an override may replace, not merge)."""
+        if self._template_cache is None:
+            self._template_cache = self._read_template()
+        return self._template_cache
+
+    def _read_template(self) -> tuple[list[tuple[str, str]], dict[str, str]]:
         match = re.fullmatch(
             r"projects/([^/]+)/(?:global|regions/([^/]+))/instanceTemplates/([^/]+)",
             self.instance_template,
