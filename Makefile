@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("fleetops needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,terraform]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,gce,terraform]'
 	@touch $(STAMP)
 
 dev: $(STAMP)  ## the project's environment in .venv

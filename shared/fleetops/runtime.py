@@ -151,7 +151,17 @@ def actuator() -> Actuator:
                 "that `fleetops up` starts"
             )
         return LocalProcessActuator(agent_url)
-    raise ConfigurationError(f"FLEETOPS_ACTUATOR={kind!r} is not a known actuator (local)")
+    if kind == "gce":
+        from fleetops.adapters.gce_actuator import GceActuator
+
+        zone = os.environ.get("FLEETOPS_GCE_ZONE")
+        template = os.environ.get("FLEETOPS_GCE_INSTANCE_TEMPLATE")
+        if not zone or not template:
+            raise ConfigurationError(
+                "FLEETOPS_ACTUATOR=gce needs FLEETOPS_GCE_ZONE and FLEETOPS_GCE_INSTANCE_TEMPLATE"
+            )
+        return GceActuator(project(), zone, template)
+    raise ConfigurationError(f"FLEETOPS_ACTUATOR={kind!r} is not a known actuator (local, gce)")
 
 
 def reset_clients() -> None:

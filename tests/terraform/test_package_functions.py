@@ -98,9 +98,10 @@ def test_import_check_can_fail(packaged: dict[str, object]) -> None:
     assert any("functions_framework" in p for p in problems), problems
 
 
-def test_packaging_is_reproducible(packaged: dict[str, object], tmp_path: Path) -> None:
-    again = {item.name: item for item in tool.package_all(REPO, tmp_path / "again")}
-    assert {n: i.sha256 for n, i in again.items()} == {n: i.sha256 for n, i in packaged.items()}
+def test_packaging_is_reproducible(tmp_path: Path) -> None:
+    first = {item.name: item.sha256 for item in tool.package_all(REPO, tmp_path / "first")}
+    second = {item.name: item.sha256 for item in tool.package_all(REPO, tmp_path / "second")}
+    assert first == second
 
 
 def test_terraform_uploads_the_packaged_folder() -> None:

@@ -67,12 +67,14 @@ def test_hourly_job_fires_23_times_on_the_short_day() -> None:
     day = [
         t
         for t in next_fire_times(
-            "0 * * * *", "America/New_York", datetime(2024, 3, 10, tzinfo=NEW_YORK), 30
+            "0 * * * *", "America/New_York", datetime(2024, 3, 9, 23, 59, tzinfo=NEW_YORK), 30
         )
         if t.date() == datetime(2024, 3, 10).date()
     ]
     assert len(day) == 23
-    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(day))
+    # Aware datetimes sharing a tzinfo subtract as wall times: compare in UTC.
+    elapsed = [b.astimezone(UTC) - a.astimezone(UTC) for a, b in itertools.pairwise(day)]
+    assert set(elapsed) == {timedelta(hours=1)}
 
 
 def test_southern_hemisphere_spring_forward() -> None:
@@ -113,12 +115,14 @@ def test_hourly_job_fires_25_times_on_the_long_day() -> None:
     day = [
         t
         for t in next_fire_times(
-            "0 * * * *", "America/New_York", datetime(2024, 11, 3, tzinfo=NEW_YORK), 30
+            "0 * * * *", "America/New_York", datetime(2024, 11, 2, 23, 59, tzinfo=NEW_YORK), 30
         )
         if t.date() == datetime(2024, 11, 3).date()
     ]
     assert len(day) == 25
-    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(day))
+    # Aware datetimes sharing a tzinfo subtract as wall times: compare in UTC.
+    elapsed = [b.astimezone(UTC) - a.astimezone(UTC) for a, b in itertools.pairwise(day)]
+    assert set(elapsed) == {timedelta(hours=1)}
 
 
 def test_second_pass_of_the_repeated_hour_is_due_from_late_in_the_first_pass() -> None:
@@ -189,13 +193,13 @@ def test_last_minute_of_the_day_then_the_next_day() -> None:
 
 
 def test_weekly_job_crosses_the_week_boundary_in_its_own_zone() -> None:
-    # Monday 09:00 in Tokyo is Sunday 00:00 UTC.
+    # Monday 08:00 in Tokyo is Sunday 23:00 UTC.
     after = datetime(2026, 11, 28, 12, tzinfo=UTC)  # a Saturday
-    times = next_fire_times("0 9 * * 1", "Asia/Tokyo", after, 3)
+    times = next_fire_times("0 8 * * 1", "Asia/Tokyo", after, 3)
     assert [t.isoformat() for t in times] == [
-        "2026-11-30T09:00:00+09:00",
-        "2026-12-07T09:00:00+09:00",
-        "2026-12-14T09:00:00+09:00",
+        "2026-11-30T08:00:00+09:00",
+        "2026-12-07T08:00:00+09:00",
+        "2026-12-14T08:00:00+09:00",
     ]
     assert [t.astimezone(UTC).weekday() for t in times] == [6, 6, 6]
 
@@ -244,6 +248,22 @@ def test_every_five_minutes_in_utc() -> None:
 )
 def test_schedules_cloud_scheduler_would_not_take_are_refused(schedule: str) -> None:
     with pytest.raises(ValueError, match="schedule"):
+        CronSchedule.parse(schedule)
+
+
+def test_a_one_value_range_is_that_value() -> None:
+    # croniter alone reads 5-5 as every minute.
+    after = utc(2026, 11, 28, 10, 0)
+    assert fires("5-5 * * * *", "Etc/UTC", after, 2) == [
+        utc(2026, 11, 28, 10, 5),
+        utc(2026, 11, 28, 11, 5),
+    ]
+    assert fires("0 9-9/2 * * *", "Etc/UTC", after, 1) == [utc(2026, 11, 29, 9, 0)]
+
+
+@pytest.mark.parametrize("schedule", ["0 22-2 * * *", "0 0 * * FRI-MON", "0 0 * DEC-JAN *"])
+def test_backward_ranges_are_refused(schedule: str) -> None:
+    with pytest.raises(ValueError, match="runs backwards"):
         CronSchedule.parse(schedule)
 
 

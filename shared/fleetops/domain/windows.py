@@ -169,7 +169,7 @@ def can_start(window: MaintenanceWindow, at: datetime, needed: timedelta) -> boo
 
 
 def frozen(freezes: Iterable[Freeze], at: datetime) -> Freeze | None:
-    """The freeze covering `at` (the one lasting longest if several do), or None."""
+    """The freeze covering `at` (the one ending last if several do), or None."""
     at = _utc(at, "at")
     covering = [f for f in freezes if f.covers(at)]
     return max(covering, key=lambda f: f.end) if covering else None

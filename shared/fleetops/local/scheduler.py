@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import heapq
 import json
 import logging
@@ -126,7 +127,13 @@ class CronSchedule:
                     f"schedule {expression!r}: field {value!r} uses syntax Cloud Scheduler "
                     "does not take (only numbers, names, '*', '/', ',' and '-')"
                 )
-        normalized = " ".join(fields)
+        try:
+            normalized = " ".join(
+                _normalize_ranges(value, _FIELD_NAMES.get(index, {}))
+                for index, value in enumerate(fields)
+            )
+        except ValueError as exc:
+            raise ValueError(f"schedule {expression!r}: {exc}") from exc
         if not croniter.is_valid(normalized):
             raise ValueError(f"schedule {expression!r} is not a valid cron expression")
         try:
@@ -155,6 +162,45 @@ class CronSchedule:
             # which lands the same distance past the jump as the wall time was past it.
             return [earlier]
         return [earlier, later] if self.every_hour else [earlier]
+
+
+_FIELD_NAMES: dict[int, dict[str, int]] = {
+    3: {name.lower(): number for number, name in enumerate(calendar.month_abbr) if name},
+    4: {
+        name: number
+        for number, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+    },
+}
+
+
+def _normalize_ranges(value: str, names: Mapping[str, int]) -> str:
+    """Rewrite one-value ranges `a-a` (and `a-a/k`) as `a`; refuse backward ranges.
+
+    croniter reads `5-5` as every value and `22-2` as a wrap-around; unix cron reads the
+    first as 5 and does not take the second.
+    """
+    parts = []
+    for part in value.split(","):
+        span, _, _step = part.partition("/")
+        low, dash, high = span.partition("-")
+        single = False
+        if dash and low and high:
+            first, last = _field_number(low, names), _field_number(high, names)
+            if first > last:
+                raise ValueError(f"range {span!r} runs backwards")
+            single = first == last
+        parts.append(low if single else part)
+    return ",".join(parts)
+
+
+def _field_number(text: str, names: Mapping[str, int]) -> int:
+    number = names.get(text.lower())
+    if number is not None:
+        return number
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
 
 
 def resolve_time_zone(name: str | None) -> ZoneInfo:

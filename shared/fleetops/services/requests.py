@@ -47,8 +47,6 @@ def handle_request_message(message: PubsubMessage, deps: RequestDeps) -> Outcome
 
 def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
     request = parse_request(event)
-    now = deps.now()
-    key = event_key(event.source, event.id)
     command = RecordRequest(
         operation_id=operation_id_for(event.source, event.id),
         request_id=event.id,
@@ -61,29 +59,7 @@ def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
         dry_run=request.dry_run,
         actor=f"fleetops/requests ({event.source})",
     )
-
-    def record(tx: StateTransaction) -> _Recorded:
-        seen = tx.get_processed_event(key)
-        if seen is not None and seen.operation is not None:
-            existing = tx.get_operation(seen.operation)
-            if existing is not None:
-                return _Recorded(existing, True, resume_effects(existing))
-        decision = decide_request(command, tx.get_instance(request.instance), now, deps.approvals)
-        save(tx, decision)
-        tx.put_processed_event(
-            ProcessedEvent(
-                key=key,
-                source=event.source,
-                event_id=event.id,
-                event_type=event.type,
-                operation=command.operation_id,
-                created_at=now,
-            )
-        )
-        return _Recorded(decision.operations[0], False, decision.effects)
-
-    recorded = deps.store.transact(record)
-    carry_out(recorded.effects, deps.publisher, now, nonce=key[:12])
+    recorded = submit_operation(command, event.source, event.id, event.type, deps)
     op = recorded.operation
     verb = "duplicate of" if recorded.duplicate else "recorded"
     return Outcome.ack(
@@ -92,6 +68,47 @@ def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
         operation=op.id,
         instance=op.instance,
     )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    operation: Operation
+    duplicate: bool
+
+
+def submit_operation(
+    command: RecordRequest, source: str, event_id: str, event_type: str, deps: RequestDeps
+) -> Submitted:
+    """Record an operation once per `(source, event_id)`, then publish its first step.
+
+    The one path by which requests, remediation and rollouts start operations.
+    """
+    now = deps.now()
+    key = event_key(source, event_id)
+
+    def record(tx: StateTransaction) -> _Recorded:
+        seen = tx.get_processed_event(key)
+        if seen is not None and seen.operation is not None:
+            existing = tx.get_operation(seen.operation)
+            if existing is not None:
+                return _Recorded(existing, True, resume_effects(existing))
+        decision = decide_request(command, tx.get_instance(command.instance), now, deps.approvals)
+        save(tx, decision)
+        tx.put_processed_event(
+            ProcessedEvent(
+                key=key,
+                source=source,
+                event_id=event_id,
+                event_type=event_type,
+                operation=command.operation_id,
+                created_at=now,
+            )
+        )
+        return _Recorded(decision.operations[0], False, decision.effects)
+
+    recorded = deps.store.transact(record)
+    carry_out(recorded.effects, deps.publisher, now, nonce=key[:12])
+    return Submitted(recorded.operation, recorded.duplicate)
 
 
 def resume_effects(op: Operation) -> tuple[Effect_, ...]:
