@@ -61,6 +61,7 @@ class FakeFleet:
         self.actuator = InMemoryActuator()
         self.clock = FakeClock()
         self.slept: list[float] = []
+        self.notified: list[dict[str, Any]] = []
         self.request_deps = RequestDeps(self.store, self.publisher, self.clock.now)
         self.step_deps = StepDeps(
             self.store,
@@ -93,6 +94,61 @@ class FakeFleet:
         from fleetops.services.sweeper import SweepDeps, sweep_all
 
         return sweep_all(self.clock.now(), SweepDeps(self.store, self.publisher))
+
+    @property
+    def alert_deps(self) -> Any:
+        from fleetops.services.alerts import AlertDeps
+
+        return AlertDeps(
+            self.store,
+            self.publisher,
+            self.clock.now,
+            sleep=self._sleep,
+            notify=self.notified.append,
+        )
+
+    def alert(self, instance: str, incident: str, state: str = "open") -> Any:
+        import json as _json
+
+        from fleetops.contract.incidents import notification
+        from fleetops.contract.names import TOPIC_ALERTS
+        from fleetops.services.alerts import handle_alert_message
+
+        body = notification(incident, instance, state, started_at=self.clock.now())
+        message = PubsubMessage(
+            _json.dumps(body).encode(), {}, str(uuid.uuid4()), topic=TOPIC_ALERTS
+        )
+        return handle_alert_message(message, self.alert_deps)
+
+    def rechecks(self) -> list[PubsubMessage]:
+        from fleetops.contract.names import TOPIC_ALERTS
+
+        return [
+            PubsubMessage(m.data, m.attributes, m.message_id, topic=TOPIC_ALERTS)
+            for m in self.publisher.take(TOPIC_ALERTS)
+        ]
+
+    def settle(self, rounds: int = 50) -> None:
+        """Run steps and rechecks, moving the clock, until nothing is left to do."""
+        from fleetops.services.alerts import handle_alert_message
+
+        for _ in range(rounds):
+            ran = self.drain(limit=1000)
+            pending = self.rechecks()
+            for message in pending:
+                handle_alert_message(message, self.alert_deps)
+            if not ran and not pending:
+                return
+        raise AssertionError("the fleet never settled")
+
+    def set_limit(self, name: str, value: object) -> None:
+        from fleetops.services import automation
+
+        automation.set_limit(self.store, name, str(value))
+
+    def decisions(self, instance: str) -> list[dict[str, Any]]:
+        found = self.store.list_documents(f"instances/{instance}/decisions", order_by="at")
+        return [doc for _, doc in reversed(found)]
 
     def request(self, data: Mapping[str, Any], *, event_id: str | None = None) -> Any:
         from fleetops.services.requests import handle_request_message

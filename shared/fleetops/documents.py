@@ -246,6 +246,7 @@ def processed_event_to_doc(event: ProcessedEvent, *, expire_at: datetime) -> dic
         "event_type": event.event_type,
         "operation": event.operation,
         "created_at": event.created_at,
+        "detail": event.detail,
         # Firestore's TTL policy on this field removes old keys.
         "expire_at": expire_at,
     }
@@ -259,4 +260,5 @@ def processed_event_from_doc(key: str, doc: Mapping[str, Any]) -> ProcessedEvent
         event_type=str(doc.get("event_type") or ""),
         operation=doc.get("operation"),
         created_at=_required_time(doc.get("created_at")),
+        detail=doc.get("detail"),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fleetops.domain.model import (
     HistoryEntry,
@@ -46,6 +46,24 @@ class StateTransaction(Protocol):
         """Append to `instances/{id}/history`, the instance's story of changes."""
         ...
 
+    # Plain documents by path ("automation/settings", "instances/x/incidents/y"),
+    # for state that has no domain type of its own in the store.
+    def get_document(self, path: str) -> dict[str, Any] | None: ...
+
+    def put_document(self, path: str, doc: Mapping[str, Any]) -> None: ...
+
+    def add_document(self, collection_path: str, doc: Mapping[str, Any]) -> None:
+        """A new document with a generated id in the collection."""
+        ...
+
+    def incidents_opened_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Every `instances/*/incidents/*` document with `opened_at >= since`."""
+        ...
+
+    def count_live_instances(self) -> int:
+        """Instances that are not deleted (a count query, never a counter document)."""
+        ...
+
 
 class StateStore(Protocol):
     """Firestore state: `instances`, `operations`, `processed_events`."""
@@ -78,6 +96,14 @@ class StateStore(Protocol):
         """Operations a sweeper must look at: running, queued, and awaiting approval."""
         ...
 
+    def get_document(self, path: str) -> dict[str, Any] | None: ...
+
+    def list_documents(
+        self, collection_path: str, *, order_by: str | None = None, limit: int = 50
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(id, document) pairs; newest first when ordered."""
+        ...
+
 
 class Publisher(Protocol):
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
@@ -94,6 +120,8 @@ class InstanceSpec:
     size: Size = Size.SMALL
     region: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Start from this snapshot's data (a name the same actuator's `snapshot` returned).
+    restore_snapshot: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetops.contract.names import DEFAULT_LOCAL_PROJECT
 
@@ -119,6 +119,20 @@ def after_effect_hook() -> Callable[[Operation, int], None]:
         os._exit(137)
 
     return crash_once
+
+
+def escalation_webhook() -> Callable[[dict[str, Any]], None] | None:
+    """FLEETOPS_ESCALATION_WEBHOOK_URL with FLEETOPS_ESCALATION_WEBHOOK_KIND (slack, the
+    default, or pagerduty, which also needs FLEETOPS_PAGERDUTY_ROUTING_KEY)."""
+    url = os.environ.get("FLEETOPS_ESCALATION_WEBHOOK_URL")
+    if not url:
+        return None
+    from fleetops.adapters.webhooks import webhook
+
+    kind = os.environ.get("FLEETOPS_ESCALATION_WEBHOOK_KIND", "slack")
+    if kind not in ("slack", "pagerduty"):
+        raise ConfigurationError(f"FLEETOPS_ESCALATION_WEBHOOK_KIND={kind!r}: slack or pagerduty")
+    return webhook(url, kind, os.environ.get("FLEETOPS_PAGERDUTY_ROUTING_KEY"))
 
 
 @cache

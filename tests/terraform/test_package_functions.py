@@ -188,3 +188,24 @@ def test_entry_point_loads_from_the_archive_alone(
         check=True,
         timeout=120,
     )
+
+
+def test_lazy_imports_count_only_when_their_function_can_run(tmp_path: Path) -> None:
+    folder = tmp_path / "fn"
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "clients.py").write_text(
+        "def store():\n    import google.cloud.firestore\n\n\n"
+        "def compute():\n    from google.cloud import compute_v1\n"
+    )
+    (folder / "main.py").write_text(
+        "from pkg import clients\n\n\ndef entry():\n    clients.store()\n"
+    )
+    _, external = pkgcheck.import_closure(folder)
+    assert "google.cloud.firestore" in external
+    assert not any("compute" in name for name in external)
+    (folder / "main.py").write_text(
+        "from pkg.clients import compute\n\n\ndef entry():\n    compute()\n"
+    )
+    _, external = pkgcheck.import_closure(folder)
+    assert "google.cloud.compute_v1" in external

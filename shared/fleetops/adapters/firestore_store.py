@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationSt
 
 T = TypeVar("T")
 SUBCOLLECTION_HISTORY = "history"
+SUBCOLLECTION_INCIDENTS = "incidents"
 PROCESSED_EVENT_TTL = timedelta(days=30)
 # Contention on one instance's documents is short; a few more attempts than the default 5.
 MAX_TRANSACTION_ATTEMPTS = 10
@@ -112,6 +114,23 @@ class FirestoreStateStore:
             found.append(documents.operation_from_doc(snap.id, snap.to_dict() or {}))
         return found
 
+    def get_document(self, path: str) -> dict[str, Any] | None:
+        snap = self._db.document(path).get()
+        self.counters.reads += 1
+        return snap.to_dict() if snap.exists else None
+
+    def list_documents(
+        self, collection_path: str, *, order_by: str | None = None, limit: int = 50
+    ) -> list[tuple[str, dict[str, Any]]]:
+        query: Any = self._db.collection(collection_path)
+        if order_by is not None:
+            query = query.order_by(order_by, direction=firestore.Query.DESCENDING)
+        found = []
+        for snap in query.limit(limit).stream():
+            self.counters.reads += 1
+            found.append((snap.id, snap.to_dict() or {}))
+        return found
+
 
 class OperationCounters:
     """Document reads, writes and transactions, for cost measurements."""
@@ -134,10 +153,10 @@ class FirestoreStateTransaction:
         self._counters = counters
         self._writes: list[tuple[str, str, dict[str, Any]]] = []
         self._history: list[tuple[str, dict[str, Any]]] = []
+        self._paths: list[tuple[str, dict[str, Any]]] = []
 
     def _get(self, collection: str, doc_id: str) -> tuple[str, dict[str, Any]] | None:
-        if self._writes or self._history:
-            raise RuntimeError("read after write in a transaction")
+        self._no_reads_after_writes()
         ref = self._db.collection(collection).document(doc_id)
         snap = ref.get(transaction=self._tx)
         self._counters.reads += 1
@@ -156,8 +175,7 @@ class FirestoreStateTransaction:
         return documents.processed_event_from_doc(*found) if found else None
 
     def queued_operations(self, instance_id: str, limit: int = 1) -> list[Operation]:
-        if self._writes or self._history:
-            raise RuntimeError("read after write in a transaction")
+        self._no_reads_after_writes()
         query = (
             self._db.collection(COLLECTION_OPERATIONS)
             .where(filter=firestore.FieldFilter("instance", "==", instance_id))
@@ -191,6 +209,42 @@ class FirestoreStateTransaction:
     def add_instance_history(self, instance_id: str, entry: HistoryEntry) -> None:
         self._history.append((instance_id, documents.history_to_doc(entry)))
 
+    def get_document(self, path: str) -> dict[str, Any] | None:
+        self._no_reads_after_writes()
+        snap = self._db.document(path).get(transaction=self._tx)
+        self._counters.reads += 1
+        return snap.to_dict() if snap.exists else None
+
+    def put_document(self, path: str, doc: Mapping[str, Any]) -> None:
+        self._paths.append((path, dict(doc)))
+
+    def add_document(self, collection_path: str, doc: Mapping[str, Any]) -> None:
+        self._paths.append((f"{collection_path}/{uuid.uuid4().hex}", dict(doc)))
+
+    def incidents_opened_since(self, since: datetime) -> list[dict[str, Any]]:
+        self._no_reads_after_writes()
+        query = self._db.collection_group(SUBCOLLECTION_INCIDENTS).where(
+            filter=firestore.FieldFilter("opened_at", ">=", since)
+        )
+        found = []
+        for snap in query.get(transaction=self._tx):
+            self._counters.reads += 1
+            found.append(snap.to_dict() or {})
+        return found
+
+    def count_live_instances(self) -> int:
+        self._no_reads_after_writes()
+        query: Any = self._db.collection(COLLECTION_INSTANCES).where(
+            filter=firestore.FieldFilter("state", "!=", "deleted")
+        )
+        result = query.count().get(transaction=self._tx)
+        self._counters.reads += 1
+        return int(result[0][0].value)
+
+    def _no_reads_after_writes(self) -> None:
+        if self._writes or self._history or self._paths:
+            raise RuntimeError("read after write in a transaction")
+
     def flush(self) -> None:
         # The same document written twice in one decision keeps its last version.
         latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -207,5 +261,9 @@ class FirestoreStateTransaction:
             )
             self._tx.set(history.document(), entry)
             self._counters.writes += 1
+        for path, doc in self._paths:
+            self._tx.set(self._db.document(path), doc)
+            self._counters.writes += 1
         self._writes.clear()
         self._history.clear()
+        self._paths.clear()

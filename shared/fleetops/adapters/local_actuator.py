@@ -59,6 +59,8 @@ class LocalProcessActuator:
     def provision(self, spec: InstanceSpec, token: str) -> ActuationResult:
         # Region and labels mean nothing on one host: the agent is not told.
         body = {"version": spec.version, "size": Size(spec.size).value, "token": token}
+        if spec.restore_snapshot:
+            body["restore_from"] = spec.restore_snapshot
         return _result(self._change("PUT", self._path(spec.id), body))
 
     def restart(self, instance_id: str, token: str) -> ActuationResult:

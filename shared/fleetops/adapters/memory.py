@@ -32,6 +32,8 @@ from fleetops.ports import ActuationResult, ActuatorError, InstanceSpec, Probe
 
 T = TypeVar("T")
 HISTORY = "history"
+PATH = "<path>"
+ADD = "<add>"
 PROCESSED_EVENT_TTL = timedelta(days=30)
 
 
@@ -43,6 +45,8 @@ class InMemoryStateStore:
             COLLECTION_PROCESSED_EVENTS: {},
         }
         self.history: dict[str, list[dict[str, Any]]] = {}
+        self.paths: dict[str, dict[str, Any]] = {}
+        self._generated = itertools.count(1)
         self._lock = threading.RLock()
         self.transactions = 0
 
@@ -53,6 +57,10 @@ class InMemoryStateStore:
             for collection, doc_id, doc in tx.writes:
                 if collection == HISTORY:
                     self.history.setdefault(doc_id, []).append(doc)
+                elif collection == PATH:
+                    self.paths[doc_id] = doc
+                elif collection == ADD:
+                    self.paths[f"{doc_id}/auto-{next(self._generated):08d}"] = doc
                 else:
                     self.docs[collection][doc_id] = doc
             self.transactions += 1
@@ -105,6 +113,27 @@ class InMemoryStateStore:
             entries = [documents.history_from_doc(d) for d in self.history.get(instance_id, [])]
         entries.sort(key=lambda e: e.at, reverse=True)
         return entries[:limit]
+
+    def get_document(self, path: str) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self.paths.get(path)
+            return copy.deepcopy(doc) if doc is not None else None
+
+    def list_documents(
+        self, collection_path: str, *, order_by: str | None = None, limit: int = 50
+    ) -> list[tuple[str, dict[str, Any]]]:
+        prefix = collection_path.rstrip("/") + "/"
+        with self._lock:
+            found = [
+                (path[len(prefix) :], copy.deepcopy(doc))
+                for path, doc in self.paths.items()
+                if path.startswith(prefix) and "/" not in path[len(prefix) :]
+            ]
+        if order_by is not None:
+            oldest = datetime.min.replace(tzinfo=UTC)
+            # Ties in time keep the order of creation (generated ids grow).
+            found.sort(key=lambda item: (item[1].get(order_by) or oldest, item[0]), reverse=True)
+        return found[:limit]
 
     def operations_to_sweep(self, now: datetime, limit: int = 500) -> list[Operation]:
         live = (OperationStatus.RUNNING, OperationStatus.QUEUED, OperationStatus.AWAITING_APPROVAL)
@@ -161,6 +190,32 @@ class _InMemoryTransaction:
 
     def add_instance_history(self, instance_id: str, entry: HistoryEntry) -> None:
         self.writes.append((HISTORY, instance_id, documents.history_to_doc(entry)))
+
+    def get_document(self, path: str) -> dict[str, Any] | None:
+        self._check_no_writes()
+        return self._store.get_document(path)
+
+    def put_document(self, path: str, doc: Mapping[str, Any]) -> None:
+        self.writes.append((PATH, path, copy.deepcopy(dict(doc))))
+
+    def add_document(self, collection_path: str, doc: Mapping[str, Any]) -> None:
+        self.writes.append((ADD, collection_path, copy.deepcopy(dict(doc))))
+
+    def incidents_opened_since(self, since: datetime) -> list[dict[str, Any]]:
+        self._check_no_writes()
+        with self._store._lock:
+            return [
+                copy.deepcopy(doc)
+                for path, doc in self._store.paths.items()
+                if path.startswith("instances/")
+                and path.split("/")[2:3] == ["incidents"]
+                and doc.get("opened_at") is not None
+                and doc["opened_at"] >= since
+            ]
+
+    def count_live_instances(self) -> int:
+        self._check_no_writes()
+        return len(self._store.list_instances())
 
 
 @dataclass(frozen=True)

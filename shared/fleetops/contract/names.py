@@ -36,6 +36,10 @@ EVENT_INSTANCE_REQUESTED: Final = "fleetops.instance.requested"
 EVENT_STEP_READY: Final = "fleetops.operation.step.ready"
 EVENT_OPERATION_FINISHED: Final = "fleetops.operation.finished"
 EVENT_MAINTENANCE_TICK: Final = "fleetops.maintenance.tick"
+EVENT_REMEDIATION_ESCALATED: Final = "fleetops.remediation.escalated"
+EVENT_REMEDIATION_RECHECK: Final = "fleetops.remediation.recheck"
+SOURCE_REMEDIATION: Final = "//fleetops/remediation"
+SOURCE_MONITORING: Final = "//monitoring.googleapis.com"
 
 SOURCE_OPERATIONS: Final = "//fleetops/operations"
 

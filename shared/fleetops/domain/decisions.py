@@ -12,7 +12,7 @@ holder that lost the lease cannot overwrite its successor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -188,7 +188,7 @@ def why_not(
         return f"instance {instance_id} is not suspended (state {instance.state.value})"
     if action is Action.SUSPEND and suspended:
         return f"instance {instance_id} is already suspended"
-    if suspended and action in (Action.RESTART, Action.UPGRADE, Action.RESIZE):
+    if suspended and action in (Action.RESTART, Action.UPGRADE, Action.RESIZE, Action.REPLACE):
         return f"instance {instance_id} is suspended: resume it first"
     if action is Action.UPGRADE and params.version == instance.version:
         return f"instance {instance_id} already runs version {instance.version}"
@@ -298,6 +298,7 @@ def _start(b: _Builder, op: Operation, instance: Instance | None) -> Instance | 
         prior_state=instance.state if instance is not None and instance.exists else None,
         prior_version=instance.version if instance is not None and instance.exists else None,
         prior_size=instance.size if instance is not None and instance.exists else None,
+        outputs=_start_outputs(op, instance),
     ).noted(now, b.actor, "started", f"holds {op.instance} with lease token {token}")
     b.op(running)
     if instance is not None:
@@ -306,6 +307,12 @@ def _start(b: _Builder, op: Operation, instance: Instance | None) -> Instance | 
     b.instance(held, f"{op.action.value} {op.id} started", op.id)
     b.effects.append(DispatchStep(running.id, running.instance, 0))
     return held
+
+
+def _start_outputs(op: Operation, instance: Instance | None) -> Mapping[str, str]:
+    if op.action is Action.REPLACE and instance is not None and instance.latest_snapshot:
+        return frozen_map({**op.outputs, "restore_snapshot": instance.latest_snapshot})
+    return op.outputs
 
 
 def _lease_until(plan: Plan, index: int, now: datetime) -> datetime:

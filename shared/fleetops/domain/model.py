@@ -19,6 +19,9 @@ class Action(StrEnum):
     RESUME = "resume"
     SNAPSHOT = "snapshot"
     DELETE = "delete"
+    # Beyond the contract's eight: what remediation's ladder uses. Re-provisions the
+    # instance at its version from its latest snapshot.
+    REPLACE = "replace"
 
 
 class Size(StrEnum):
@@ -242,3 +245,5 @@ class ProcessedEvent:
     event_type: str
     operation: str | None
     created_at: datetime
+    # What the event led to, when it is not an operation (a remediation verdict).
+    detail: str | None = None

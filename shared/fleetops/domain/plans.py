@@ -175,6 +175,16 @@ PLANS: Mapping[Action, Plan] = MappingProxyType(
             None,
             None,
         ),
+        Action.REPLACE: Plan(
+            Action.REPLACE,
+            (
+                _step("delete_instance", Effect.DELETE, minutes=5),
+                _step("create_instance", Effect.PROVISION, minutes=5, target=Target.PRIOR),
+                _wait(Target.PRIOR),
+            ),
+            InstanceState.PROVISIONING,
+            InstanceState.RUNNING,
+        ),
         Action.DELETE: Plan(
             Action.DELETE,
             (_step("delete_instance", Effect.DELETE, minutes=5),),

@@ -79,6 +79,7 @@ RECORD_FILE = "agent.json"
 LOG_FILE = "instance.log"
 DATA_FOLDER = "data"
 SNAPSHOTS_SUFFIX = ".snapshots"
+FAULTS_FOLDER = ".faults"
 INSTANCE_HOST = "127.0.0.1"
 
 START_DEADLINE_SECONDS = 10.0
@@ -200,6 +201,7 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
         _wait_gone(alive, self.stop_grace)
+        shutil.rmtree(self.root / FAULTS_FOLDER, ignore_errors=True)
         for folder in sorted(self.root.iterdir()):
             if folder.is_dir() and _is_agent_folder(folder):
                 log.info("removing leftover folder %s", folder)
@@ -248,7 +250,14 @@ class Supervisor:
 
     # --- changes ---------------------------------------------------------------------
 
-    def provision(self, instance_id: str, version: str, size: str, token: str) -> dict[str, Any]:
+    def provision(
+        self,
+        instance_id: str,
+        version: str,
+        size: str,
+        token: str,
+        restore_from: str | None = None,
+    ) -> dict[str, Any]:
         _check_id(instance_id)
         with self._lock(instance_id):
             with self._registry:
@@ -258,6 +267,8 @@ class Supervisor:
                     return _reply(existing, applied=False)
                 raise AgentError(409, "conflict", f"instance {instance_id} already exists")
             self._folder(instance_id).mkdir(parents=True, exist_ok=True)
+            if restore_from:
+                self._restore(instance_id, Path(restore_from))
             with self._registry:
                 instance = _Instance(instance_id, version, size, self._free_port())
                 self._instances[instance_id] = instance
@@ -359,12 +370,27 @@ class Supervisor:
             return {"id": instance_id, "endpoint": None, "applied": instance is not None}
 
     def set_faults(self, instance_id: str, faults: dict[str, list[str]]) -> dict[str, Any]:
+        """Faults belong to the host, not the instance: they outlive a delete and a
+        replace, so a version that is broken here stays broken."""
         _check_id(instance_id)
         with self._lock(instance_id):
+            kept = self.root / FAULTS_FOLDER / f"{instance_id}.json"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(kept, faults)
             folder = self._folder(instance_id)
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_json(folder / FAULTS_FILE, faults)
+            if folder.is_dir():
+                _write_json(folder / FAULTS_FILE, faults)
         return {"id": instance_id, "applied": True, "faults": faults}
+
+    def _restore(self, instance_id: str, snapshot: Path) -> None:
+        """Start from a snapshot's data: only this instance's own snapshots may be used."""
+        allowed = self._snapshots(instance_id).resolve()
+        source = snapshot.resolve()
+        if not source.is_relative_to(allowed) or not source.is_dir():
+            raise AgentError(400, "bad_request", f"{snapshot} is not a snapshot of {instance_id}")
+        data = self._folder(instance_id) / DATA_FOLDER
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.copytree(source, data)
 
     # --- internals -------------------------------------------------------------------
 
@@ -423,6 +449,9 @@ class Supervisor:
     def _start(self, instance: _Instance) -> None:
         folder = self._folder(instance.id)
         folder.mkdir(parents=True, exist_ok=True)
+        kept = self.root / FAULTS_FOLDER / f"{instance.id}.json"
+        if kept.is_file():
+            shutil.copyfile(kept, folder / FAULTS_FILE)
         command = [
             sys.executable,
             "-m",
@@ -706,11 +735,13 @@ class AgentHandler(BaseHTTPRequestHandler):
                 return 200, supervisor.describe(instance_id)
             if method == "PUT":
                 body = self._json_body()
+                restore = body.get("restore_from")
                 return 200, supervisor.provision(
                     instance_id,
                     _body_string(body, "version", _VERSION),
                     _body_size(body),
                     _body_string(body, "token", None),
+                    restore if isinstance(restore, str) and restore else None,
                 )
             if method == "DELETE":
                 tokens = parse_qs(url.query).get("token", [])

@@ -60,6 +60,7 @@ import calendar
 import heapq
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -67,7 +68,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -222,6 +223,9 @@ def next_fire_times(
     mapped to an instant: a wall time the clocks skip fires as though they had not moved
     yet; a wall time that occurs twice fires at its first occurrence only, or at both
     when the schedule's hour field covers every hour.
+
+    Python compares and subtracts aware datetimes that share a tzinfo as wall times,
+    ignoring `fold`: convert them to UTC before comparing across a repeated hour.
     """
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError("`after` must be an aware datetime")
@@ -383,8 +387,8 @@ class Clock:
     """Wall-clock time, optionally running `rate` times faster from its creation."""
 
     def __init__(self, rate: float = 1.0) -> None:
-        if rate <= 0:
-            raise ValueError("the clock rate must be positive")
+        if not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"the clock rate must be a positive number, not {rate}")
         self.rate = rate
         self._origin = time.time()
 
@@ -413,7 +417,7 @@ class _Job:
     next_fire: datetime | None
     last_attempt: datetime | None = None
     status: tuple[int, str] | None = None
-    in_flight: int = field(default=0)
+    in_flight: int = 0
 
 
 class LocalScheduler:

@@ -157,15 +157,16 @@ def perform(spec: StepSpec, op: Operation, index: int, deps: StepDeps) -> StepOu
     try:
         match spec.effect:
             case Effect.PROVISION:
-                version = op.params.version
+                version = version_for(op, spec.target)
                 if not version:
                     return StepFailed("provision needs a version", permanent=True)
                 spec_ = InstanceSpec(
                     id=name,
                     version=version,
-                    size=op.params.size or Size.SMALL,
+                    size=size_for(op, spec.target) or Size.SMALL,
                     region=op.params.region,
                     labels=dict(op.params.labels),
+                    restore_snapshot=op.outputs.get("restore_snapshot"),
                 )
                 result = actuator.provision(spec_, token)
                 return StepSucceeded(endpoint=result.endpoint, version=version)

@@ -1,0 +1,265 @@
+"""Health alerts to remediation on fakes, with a manual clock: every safety limit and its edges."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from fleetops.contract.errors import InvalidRequest
+from fleetops.contract.names import TOPIC_EVENTS
+from fleetops.domain.model import Health, Origin
+from fleetops.services import automation
+from tests.helpers import FakeFleet
+
+
+def fleet_of(n: int) -> FakeFleet:
+    fleet = FakeFleet()
+    for i in range(1, n + 1):
+        fleet.request({"instance": f"inst-{i}", "action": "provision", "version": "1.0.0"})
+    fleet.drain(limit=1000)
+    fleet.publisher.take(TOPIC_EVENTS)
+    return fleet
+
+
+def verdicts(fleet: FakeFleet, instance: str) -> list[str]:
+    return [d["verdict"] for d in fleet.decisions(instance)]
+
+
+def remediations(fleet: FakeFleet, instance: str) -> list[str]:
+    return [
+        o.action.value
+        for o in reversed(fleet.store.list_operations(instance=instance))
+        if o.origin is Origin.REMEDIATION and not o.dry_run
+    ]
+
+
+def escalations(fleet: FakeFleet) -> list[dict[str, object]]:
+    return [
+        json.loads(m.data)
+        for m in fleet.publisher.on(TOPIC_EVENTS)
+        if m.attributes["ce-type"] == "fleetops.remediation.escalated"
+    ]
+
+
+def test_an_open_incident_restarts_the_instance_and_records_why() -> None:
+    fleet = fleet_of(3)
+    outcome = fleet.alert("inst-1", "inc-1")
+    assert "acted" in outcome.detail
+    fleet.drain()
+    [op] = [
+        o for o in fleet.store.list_operations(instance="inst-1") if o.origin is Origin.REMEDIATION
+    ]
+    assert (op.action.value, op.request_id, op.status.value) == ("restart", "inc-1", "succeeded")
+    [decision] = fleet.decisions("inst-1")
+    assert decision["verdict"] == "acted"
+    assert decision["operation"] == op.id
+    assert fleet.store.get_instance("inst-1").health is Health.HEALTHY  # type: ignore[union-attr]
+    assert fleet.store.get_document("instances/inst-1/incidents/inc-1")["state"] == "open"  # type: ignore[index]
+
+
+def test_closed_marks_the_instance_healthy() -> None:
+    fleet = fleet_of(3)
+    fleet.alert("inst-1", "inc-1")
+    assert fleet.store.get_instance("inst-1").health is Health.UNHEALTHY  # type: ignore[union-attr]
+    fleet.alert("inst-1", "inc-1", "closed")
+    assert fleet.store.get_instance("inst-1").health is Health.HEALTHY  # type: ignore[union-attr]
+    assert verdicts(fleet, "inst-1")[-1] == "healed"
+
+
+def test_the_same_incident_three_times_gives_one_remediation() -> None:
+    fleet = fleet_of(3)
+    for _ in range(3):
+        fleet.alert("inst-1", "inc-1")
+    fleet.drain()
+    assert remediations(fleet, "inst-1") == ["restart"]
+    assert fleet.actuator.count("restart", "inst-1") == 1
+
+
+def test_an_incident_for_an_unknown_instance_is_refused() -> None:
+    fleet = fleet_of(1)
+    with pytest.raises(InvalidRequest) as raised:
+        fleet.alert("ghost", "inc-1")
+    assert raised.value.code == "unknown-instance"
+
+
+@pytest.mark.parametrize(("after", "verdict"), [(299, "suppressed_by_cooldown"), (300, "acted")])
+def test_cooldown_edge(after: int, verdict: str) -> None:
+    fleet = fleet_of(3)
+    fleet.alert("inst-1", "inc-1")
+    fleet.drain()
+    fleet.alert("inst-1", "inc-1", "closed")
+    fleet.clock.advance(timedelta(seconds=after))
+    fleet.alert("inst-1", "inc-2")
+    assert verdicts(fleet, "inst-1")[-1] == verdict
+
+
+def test_the_per_instance_cap_escalates_once_and_stops_acting() -> None:
+    fleet = fleet_of(3)
+    fleet.set_limit("cooldown_seconds", 0)
+    fleet.set_limit("flap_cycles", 100)
+    for n in range(3):
+        fleet.alert("inst-1", f"inc-{n}")
+        fleet.drain()
+        fleet.alert("inst-1", f"inc-{n}", "closed")
+        fleet.clock.advance(timedelta(minutes=1))
+    fleet.alert("inst-1", "inc-3")
+    assert verdicts(fleet, "inst-1")[-1] == "cap_reached"
+    fleet.alert("inst-1", "inc-3", "closed")
+    fleet.alert("inst-1", "inc-4")
+    assert verdicts(fleet, "inst-1")[-1] == "escalated"
+    assert len(remediations(fleet, "inst-1")) == 3
+    assert len(escalations(fleet)) == 1
+    automation.reset_instance(fleet.store, "inst-1", "oncall@example.com", fleet.clock.now())
+    fleet.alert("inst-1", "inc-4", "closed")
+    fleet.alert("inst-1", "inc-5")
+    assert verdicts(fleet, "inst-1")[-1] == "acted"
+
+
+def test_remediations_older_than_the_cap_window_do_not_count() -> None:
+    fleet = fleet_of(3)
+    fleet.set_limit("cooldown_seconds", 0)
+    fleet.set_limit("flap_cycles", 100)
+    for n in range(3):
+        fleet.alert("inst-1", f"inc-{n}")
+        fleet.drain()
+        fleet.alert("inst-1", f"inc-{n}", "closed")
+    fleet.clock.advance(timedelta(minutes=60))
+    fleet.alert("inst-1", "inc-3")
+    assert verdicts(fleet, "inst-1")[-1] == "acted"
+
+
+def test_flapping_is_escalated_not_remediated() -> None:
+    fleet = fleet_of(3)
+    fleet.set_limit("cooldown_seconds", 0)
+    fleet.set_limit("max_remediations", 100)
+    for n in range(4):
+        fleet.alert("inst-1", f"flap-{n}")
+        fleet.drain()
+        fleet.alert("inst-1", f"flap-{n}", "closed")
+        fleet.clock.advance(timedelta(minutes=5))
+    fleet.alert("inst-1", "flap-4")
+    assert verdicts(fleet, "inst-1")[-1] == "flapping"
+    assert len(remediations(fleet, "inst-1")) == 4
+    assert escalations(fleet)[0]["reason"].startswith("flapping")  # type: ignore[union-attr]
+
+
+def test_flaps_outside_the_window_do_not_count() -> None:
+    fleet = fleet_of(3)
+    fleet.set_limit("cooldown_seconds", 0)
+    fleet.set_limit("max_remediations", 100)
+    for n in range(4):
+        fleet.alert("inst-1", f"flap-{n}")
+        fleet.drain()
+        fleet.alert("inst-1", f"flap-{n}", "closed")
+        fleet.clock.advance(timedelta(minutes=8))
+    fleet.alert("inst-1", "flap-4")
+    assert verdicts(fleet, "inst-1")[-1] == "acted"
+
+
+def test_fleet_concurrency_makes_the_rest_wait_then_act() -> None:
+    fleet = fleet_of(10)  # at most max(1, 10%) = 1 at once
+    fleet.alert("inst-1", "inc-1")
+    fleet.alert("inst-2", "inc-2")
+    assert verdicts(fleet, "inst-2") == ["waiting"]
+    assert remediations(fleet, "inst-2") == []
+    fleet.clock.advance(timedelta(seconds=10))
+    fleet.settle()
+    assert remediations(fleet, "inst-2") == ["restart"]
+
+
+def test_the_circuit_breaker_opens_above_its_threshold_and_escalates_once() -> None:
+    fleet = fleet_of(10)  # opens when more than max(2, 20%) = 2 instances have incidents
+    for n in (1, 2, 3, 4, 5):
+        fleet.alert(f"inst-{n}", f"inc-{n}")
+    assert verdicts(fleet, "inst-1") == ["acted"]
+    assert verdicts(fleet, "inst-2") == ["waiting"]
+    for n in (3, 4, 5):
+        assert verdicts(fleet, f"inst-{n}") == ["circuit_open"]
+    fleet.settle()
+    acted = [n for n in range(1, 6) if remediations(fleet, f"inst-{n}")]
+    assert acted == [1]
+    [escalation] = escalations(fleet)
+    assert escalation["fleet_wide"] is True
+    assert fleet.notified == [escalation]
+    status = automation.status(fleet.store)
+    assert status.circuit.open
+    fleet.clock.advance(timedelta(seconds=1))
+    automation.resume(fleet.store, "oncall@example.com", fleet.clock.now())
+    fleet.clock.advance(timedelta(seconds=1))
+    fleet.alert("inst-6", "inc-6")
+    assert verdicts(fleet, "inst-6") == ["acted"]
+    assert not automation.status(fleet.store).circuit.open
+
+
+def test_one_failure_in_a_fleet_of_three_still_heals() -> None:
+    fleet = fleet_of(3)
+    fleet.alert("inst-1", "inc-1")
+    assert verdicts(fleet, "inst-1") == ["acted"]
+
+
+@pytest.mark.parametrize(("incidents", "opens"), [(2, False), (3, True)])
+def test_circuit_threshold_edge_in_a_fleet_of_ten(incidents: int, opens: bool) -> None:
+    fleet = fleet_of(10)
+    for n in range(1, incidents + 1):
+        fleet.alert(f"inst-{n}", f"inc-{n}")
+    assert automation.status(fleet.store).circuit.open is opens
+
+
+def test_the_kill_switch_records_and_does_nothing() -> None:
+    fleet = fleet_of(3)
+    automation.pause(fleet.store, "oncall@example.com")
+    fleet.alert("inst-1", "inc-1")
+    assert verdicts(fleet, "inst-1") == ["paused"]
+    assert "oncall@example.com" in fleet.decisions("inst-1")[0]["reason"]
+    fleet.settle()
+    assert remediations(fleet, "inst-1") == []
+
+
+def test_dry_run_goes_the_same_path_and_touches_nothing() -> None:
+    fleet = fleet_of(3)
+    automation.set_dry_run(fleet.store, True)
+    before = list(fleet.actuator.effects)
+    fleet.alert("inst-1", "inc-1")
+    fleet.settle()
+    assert verdicts(fleet, "inst-1") == ["dry_run"]
+    [op] = [
+        o for o in fleet.store.list_operations(instance="inst-1") if o.origin is Origin.REMEDIATION
+    ]
+    assert op.dry_run
+    assert [s.name for s in op.steps] == ["restart_instance", "wait_healthy"]
+    assert fleet.actuator.effects == before
+
+
+def test_a_crash_looping_instance_gets_three_remediations_then_one_escalation() -> None:
+    fleet = fleet_of(3)
+    fleet.set_limit("cooldown_seconds", 10)
+    fleet.actuator.unhealthy.add("inst-1")
+    fleet.alert("inst-1", "inc-1")
+    for _ in range(40):
+        fleet.clock.advance(timedelta(seconds=15))
+        fleet.settle()
+    assert remediations(fleet, "inst-1") == ["restart", "restart", "replace"]
+    assert verdicts(fleet, "inst-1")[-1] in ("cap_reached", "escalated")
+    assert len(escalations(fleet)) == 1
+    fleet.clock.advance(timedelta(minutes=30))
+    fleet.settle()
+    assert len(remediations(fleet, "inst-1")) == 3
+
+
+def test_a_playbook_is_data() -> None:
+    fleet = fleet_of(3)
+    fleet.store.transact(
+        lambda tx: tx.put_document(
+            "playbooks/gentle", {"ladder": [{"action": "snapshot"}, {"action": "escalate"}]}
+        )
+    )
+    from fleetops.contract.incidents import notification
+    from fleetops.contract.pubsub import PubsubMessage
+    from fleetops.services.alerts import handle_alert_message
+
+    body = notification("inc-1", "inst-1", "open", started_at=fleet.clock.now(), playbook="gentle")
+    handle_alert_message(PubsubMessage(json.dumps(body).encode(), {}, "m1"), fleet.alert_deps)
+    fleet.drain()
+    assert remediations(fleet, "inst-1") == ["snapshot"]
