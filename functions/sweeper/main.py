@@ -7,12 +7,15 @@ from cloudevents.http import CloudEvent
 
 from fleetops import runtime
 from fleetops.entrypoint import handle_push
+from fleetops.services.alerts import AlertDeps
 from fleetops.services.sweeper import SweepDeps, handle_tick_message
 
 
 @functions_framework.cloud_event
 def sweep(event: CloudEvent) -> None:
-    deps = SweepDeps(runtime.state_store(), runtime.publisher())
+    store, publisher = runtime.state_store(), runtime.publisher()
+    alerts = AlertDeps(store, publisher, runtime.utc_now, runtime.approval_policy())
+    deps = SweepDeps(store, publisher, alerts)
     handle_push(
         event,
         lambda message: handle_tick_message(message, deps),

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from fleetops import runtime
 from fleetops.cli import render
 from fleetops.cli.render import console, err_console
-from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_REQUESTS
+from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_ALERTS, TOPIC_REQUESTS
 from fleetops.contract.pubsub import encode_binary
 from fleetops.contract.requests import new_request_event
 from fleetops.domain.decisions import DecisionError
@@ -35,8 +35,20 @@ app = typer.Typer(
 )
 ops_app = typer.Typer(help="List, show and wait for operations.", no_args_is_help=True)
 instances_app = typer.Typer(help="The fleet's instances.", invoke_without_command=True)
+automation_app = typer.Typer(
+    help="The fleet-wide kill switch, the circuit breaker and the safety limits.",
+    no_args_is_help=True,
+)
+remediation_app = typer.Typer(help="Automatic remediation of one instance.", no_args_is_help=True)
 app.add_typer(ops_app, name="ops")
 app.add_typer(instances_app, name="instances")
+maintenance_app = typer.Typer(
+    help="The maintenance tick's Cloud Scheduler jobs (on GCP, or the local scheduler).",
+    no_args_is_help=True,
+)
+app.add_typer(automation_app, name="automation")
+app.add_typer(maintenance_app, name="maintenance")
+app.add_typer(remediation_app, name="remediation")
 
 
 class Output(StrEnum):
@@ -298,28 +310,36 @@ def instances_show(
     instance: Annotated[str, typer.Argument(help="instance id")],
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """One instance and its recent operations."""
+    """One instance: its operations, its remediation decisions (why it did or didn't
+    heal), and its recent changes."""
     _connect()
     store = runtime.state_store()
     found = store.get_instance(instance)
     if found is None:
         raise CliError(f"instance {instance} does not exist")
     ops = store.list_operations(instance=instance, limit=10)
+    decisions = [
+        d
+        for _, d in store.list_documents(f"instances/{instance}/decisions", order_by="at", limit=25)
+    ]
+    history = store.instance_history(instance, limit=25)
     if output is Output.JSON:
         console.print_json(
             render.to_json(
                 {
                     **render.instance_json(found),
                     "operations": [render.operation_json(o) for o in ops],
+                    "decisions": decisions,
+                    "remediation": store.get_document(f"remediation/{instance}"),
+                    "history": render.history_json(history),
                 }
             )
         )
         return
     console.print(render.instances_table([found]))
     console.print(render.operations_table(ops))
-    console.print(
-        render.history_table(store.instance_history(instance, limit=20), "recent changes")
-    )
+    console.print(render.decisions_table(decisions))
+    console.print(render.history_table(history, "recent changes"))
 
 
 @ops_app.command("list")
@@ -364,6 +384,180 @@ def ops_wait(
     _exit_for(op)
 
 
+@app.command()
+def alert(
+    instance: Annotated[str, typer.Argument(help="instance id")],
+    close: Annotated[bool, typer.Option("--close", help="close the open incident")] = False,
+    incident: Annotated[
+        str | None, typer.Option(help="incident id (default: a new one, or the open one)")
+    ] = None,
+    playbook: Annotated[str | None, typer.Option(help="the fleetops_playbook policy label")] = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Publish a Monitoring-shaped incident for the instance, as Cloud Monitoring would."""
+    import json
+
+    from fleetops.contract.incidents import notification
+
+    _connect()
+    if close and incident is None:
+        state = runtime.state_store().get_document(f"remediation/{instance}") or {}
+        incident = state.get("open_incident")
+        if not incident:
+            raise CliError(f"instance {instance} has no open incident to close (pass --incident)")
+    incident_id = incident or f"manual-{uuid.uuid4().hex[:8]}"
+    now = runtime.utc_now()
+    state_name = "closed" if close else "open"
+    body = notification(
+        incident_id,
+        instance,
+        state_name,
+        started_at=now,
+        ended_at=now if close else None,
+        summary=f"published by hand by {runtime.principal()}",
+        policy="fleetops-cli",
+        playbook=playbook,
+    )
+    runtime.publisher().publish(TOPIC_ALERTS, json.dumps(body).encode(), {})
+    if output is Output.JSON:
+        console.print_json(render.to_json({"incident": incident_id, "state": state_name}))
+    else:
+        console.print(f"published incident {incident_id} ({state_name}) for {instance}")
+
+
+@remediation_app.command("reset")
+def remediation_reset(instance: Annotated[str, typer.Argument(help="instance id")]) -> None:
+    """After an escalation: let automation act on this instance again."""
+    from fleetops.services import automation
+
+    _connect()
+    automation.reset_instance(
+        runtime.state_store(), instance, runtime.principal(), runtime.utc_now()
+    )
+    console.print(f"remediation of {instance} reset by {runtime.principal()}")
+
+
+def _show_automation(output: Output) -> None:
+    from fleetops.services import automation
+
+    status = automation.status(runtime.state_store())
+    if output is Output.JSON:
+        console.print_json(render.to_json(status.to_json()))
+        return
+    console.print(render.automation_table(status.to_json()))
+
+
+@automation_app.command("status")
+def automation_status(output: OutputOption = Output.TABLE) -> None:
+    """Paused or not, dry run or not, the circuit breaker, and every limit."""
+    _connect()
+    _show_automation(output)
+
+
+@automation_app.command("pause")
+def automation_pause(output: OutputOption = Output.TABLE) -> None:
+    """The kill switch: no automatic remediation and no maintenance until resume."""
+    from fleetops.services import automation
+
+    _connect()
+    automation.pause(runtime.state_store(), runtime.principal())
+    _show_automation(output)
+
+
+@automation_app.command("resume")
+def automation_resume(output: OutputOption = Output.TABLE) -> None:
+    """Lift the kill switch and close the circuit breaker."""
+    from fleetops.services import automation
+
+    _connect()
+    automation.resume(runtime.state_store(), runtime.principal(), runtime.utc_now())
+    _show_automation(output)
+
+
+@automation_app.command("dry-run")
+def automation_dry_run(
+    on: Annotated[bool, typer.Argument(help="true: record what would be done, act on nothing")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Switch remediation's dry-run mode on or off."""
+    from fleetops.services import automation
+
+    _connect()
+    automation.set_dry_run(runtime.state_store(), on)
+    _show_automation(output)
+
+
+@automation_app.command("set")
+def automation_set(
+    name: Annotated[str, typer.Argument(help="e.g. cooldown_seconds, max_remediations")],
+    value: Annotated[str, typer.Argument(help="a number")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Change one safety limit."""
+    from fleetops.services import automation
+
+    _connect()
+    automation.set_limit(runtime.state_store(), name, value)
+    _show_automation(output)
+
+
+def _maintenance_jobs(action: str, output: Output) -> None:
+    from fleetops.adapters import scheduler_admin as sa
+
+    config.load_into_environ()
+    client = sa.scheduler_client(os.environ.get("FLEETOPS_SCHEDULER_URL"))
+    project = runtime.project()
+    jobs = sa.list_jobs(project, client=client)
+    if action != "status":
+        change = {"pause": sa.pause_job, "resume": sa.resume_job, "run-now": sa.run_job}[action]
+        for job in jobs:
+            change(project, job.id, client=client)
+        jobs = sa.list_jobs(project, client=client)
+    if output is Output.JSON:
+        console.print_json(render.to_json([job.__dict__ for job in jobs]))
+        return
+    from rich.table import Table
+
+    table = Table(title="maintenance jobs")
+    for column in ("job", "schedule", "time zone", "state", "topic", "next run", "last error"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.schedule,
+            job.time_zone,
+            job.state,
+            job.topic or "-",
+            str(job.next_run or "-"),
+            job.last_error or "",
+        )
+    console.print(table)
+
+
+@maintenance_app.command("status")
+def maintenance_status(output: OutputOption = Output.TABLE) -> None:
+    """The maintenance jobs and when they fire next."""
+    _maintenance_jobs("status", output)
+
+
+@maintenance_app.command("pause")
+def maintenance_pause(output: OutputOption = Output.TABLE) -> None:
+    """Pause every maintenance job: no tick fires until resume."""
+    _maintenance_jobs("pause", output)
+
+
+@maintenance_app.command("resume")
+def maintenance_resume(output: OutputOption = Output.TABLE) -> None:
+    """Resume every maintenance job."""
+    _maintenance_jobs("resume", output)
+
+
+@maintenance_app.command("run-now")
+def maintenance_run_now(output: OutputOption = Output.TABLE) -> None:
+    """Fire every maintenance job once, now."""
+    _maintenance_jobs("run-now", output)
+
+
 def _control_deps() -> ControlDeps:
     return ControlDeps(runtime.state_store(), runtime.publisher(), runtime.utc_now)
 
@@ -399,12 +593,13 @@ def _report_change(op: Operation, output: Output, what: str) -> None:
 
 def _one_sentence(exc: BaseException) -> str | None:
     """The message for errors a user can act on; None for bugs (shown as tracebacks)."""
-    from fleetops.local.processes import PortTakenError
+    from fleetops.local.processes import PortTakenError, ProcessStartError
 
     known: tuple[type[BaseException], ...] = (
         CliError,
         runtime.ConfigurationError,
         PortTakenError,
+        ProcessStartError,
         DecisionError,
     )
     try:

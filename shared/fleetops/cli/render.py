@@ -145,6 +145,43 @@ def history_table(entries: list[HistoryEntry], title: str) -> Table:
     return table
 
 
+def decisions_table(decisions: list[dict[str, Any]]) -> Table:
+    table = Table(title="why it did or didn't heal (remediation decisions, newest first)")
+    for column in ("when", "incident", "verdict", "operation", "reason"):
+        table.add_column(column)
+    for d in decisions:
+        at = d.get("at")
+        table.add_row(
+            when(at if isinstance(at, datetime) else None),
+            str(d.get("incident") or "-"),
+            str(d.get("verdict")),
+            str(d.get("operation") or "-"),
+            str(d.get("reason") or ""),
+        )
+    return table
+
+
+def automation_table(status: dict[str, Any]) -> Table:
+    table = Table(title="automation")
+    table.add_column("setting")
+    table.add_column("value")
+    paused = "[red]paused[/]" if status["paused"] else "[green]running[/]"
+    if status.get("paused_by"):
+        paused += f" (by {status['paused_by']})"
+    table.add_row("remediation and maintenance", paused)
+    table.add_row("dry run", "yes" if status["dry_run"] else "no")
+    circuit = status["circuit"]
+    table.add_row(
+        "circuit breaker",
+        f"[red]open[/] since {circuit.get('opened_at')}: {circuit.get('reason')}"
+        if circuit.get("open")
+        else "[green]closed[/]",
+    )
+    for name, value in status["limits"].items():
+        table.add_row(name, str(value))
+    return table
+
+
 def _caption(op: Operation) -> str:
     parts = [
         f"origin {op.origin.value}",

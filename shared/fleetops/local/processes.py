@@ -19,6 +19,10 @@ class PortTakenError(Exception):
     pass
 
 
+class ProcessStartError(Exception):
+    """A child of the local stack did not start; the message names its log."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,7 +80,7 @@ class ChildProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(
+                raise ProcessStartError(
                     f"{self.name} exited with code {self.popen.returncode if self.popen else '?'} "
                     f"while starting; see {self.log_path}: {tail(self.log_path)}"
                 )
@@ -87,7 +91,7 @@ class ChildProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(
+        raise ProcessStartError(
             f"{self.name} did not answer at {self.ready_url} within {timeout:.0f}s; "
             f"see {self.log_path}: {tail(self.log_path)}"
         )

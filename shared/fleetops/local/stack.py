@@ -31,6 +31,8 @@ from fleetops.local import config, emulators
 from fleetops.local.processes import ChildProcess, check_port_free, free_port
 
 DEAD_LETTER_INBOX = "fleetops-dead-letter-inbox"
+LOCATION = "us-central1"
+SCHEDULER_JOBS = Path(__file__).resolve().parents[1] / "data" / "scheduler_jobs.json"
 EVENTS_AUDIT = "fleetops-events-audit"
 
 
@@ -83,25 +85,22 @@ class Ports:
     pubsub: int
     firestore: int
     agent: int
+    scheduler: int
     functions: dict[str, int]
 
     @classmethod
     def plan(cls, base: int, manifests: list[FunctionManifest]) -> Ports:
         if base == 0:
-            return cls(
-                free_port(), free_port(), free_port(), {m.name: free_port() for m in manifests}
-            )
-        return cls(
-            base,
-            base + 1,
-            base + 2,
-            {m.name: base + 3 + i for i, m in enumerate(manifests)},
-        )
+            functions = {m.name: free_port() for m in manifests}
+            return cls(free_port(), free_port(), free_port(), free_port(), functions)
+        functions = {m.name: base + 4 + i for i, m in enumerate(manifests)}
+        return cls(base, base + 1, base + 2, base + 3, functions)
 
     def check_free(self) -> None:
         check_port_free(self.pubsub, "Pub/Sub emulator")
         check_port_free(self.firestore, "Firestore emulator")
         check_port_free(self.agent, "host agent")
+        check_port_free(self.scheduler, "local Cloud Scheduler")
         for name, port in self.functions.items():
             check_port_free(port, f"function {name}")
 
@@ -144,6 +143,8 @@ class LocalStack:
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports.firestore}",
             "FLEETOPS_AGENT_URL": f"http://127.0.0.1:{ports.agent}",
             "FLEETOPS_ACTUATOR": "local",
+            "FLEETOPS_SCHEDULER_URL": f"http://127.0.0.1:{ports.scheduler}",
+            "FLEETOPS_LOCATION": LOCATION,
         }
         # Local instances start in well under a second: a short wait for health
         # makes a bad version roll back quickly.
@@ -204,6 +205,45 @@ class LocalStack:
 
         os.environ.update(self.env)
         self._create_topics_and_subscriptions(manifests, ports)
+        scheduler = ChildProcess(
+            "local scheduler",
+            [
+                sys.executable,
+                "-m",
+                "fleetops.local.scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.scheduler),
+                "--project",
+                self.project,
+                "--location",
+                LOCATION,
+                "--jobs",
+                str(SCHEDULER_JOBS),
+            ],
+            child_env,
+            logs / "scheduler.log",
+            ready_url=f"http://127.0.0.1:{ports.scheduler}/healthz",
+        )
+        self._spawn(scheduler)
+        scheduler.wait_ready(timeout=30)
+        self._spawn(
+            ChildProcess(
+                "prober",
+                [
+                    sys.executable,
+                    "-m",
+                    "fleetops.local.prober",
+                    "--interval",
+                    "1",
+                    "--failures",
+                    "3",
+                ],
+                child_env,
+                logs / "prober.log",
+            )
+        )
         config.write_env(self.env_file, self.env)
         self.say(f"topics and push subscriptions ready in {time.monotonic() - began:.1f}s")
 

@@ -18,6 +18,7 @@ from fleetops.contract.ticks import decode_tick
 from fleetops.domain.decisions import Decision, sweep
 from fleetops.domain.model import OperationStatus
 from fleetops.ports import Publisher, StateStore, StateTransaction
+from fleetops.services.alerts import AlertDeps, recheck_open_incidents
 from fleetops.services.dispatch import carry_out, save
 from fleetops.services.outcome import Outcome
 
@@ -26,6 +27,8 @@ from fleetops.services.outcome import Outcome
 class SweepDeps:
     store: StateStore
     publisher: Publisher
+    # When set, every instance with an open incident is looked at again too.
+    alerts: AlertDeps | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def handle_tick_message(message: PubsubMessage, deps: SweepDeps) -> Outcome:
     tick = decode_tick(message)
     report = sweep_all(tick.at, deps)
     detail = f"swept at {tick.at.isoformat()}: {report.changed} of {report.looked_at} changed"
+    if deps.alerts is not None:
+        detail += f"; {recheck_open_incidents(deps.alerts)} open incident(s) looked at again"
     if report.actions:
         detail += " (" + "; ".join(report.actions[:20]) + ")"
     return Outcome.ack(detail)
