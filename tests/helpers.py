@@ -150,6 +150,20 @@ class FakeFleet:
         found = self.store.list_documents(f"instances/{instance}/decisions", order_by="at")
         return [doc for _, doc in reversed(found)]
 
+    @property
+    def rollout_deps(self) -> Any:
+        from fleetops.services.rollouts import RolloutDeps
+
+        return RolloutDeps(self.store, self.publisher, self.clock.now)
+
+    def tick(self, at: Any = None) -> Any:
+        """One maintenance tick at `at` (default: now), then run what it started."""
+        from fleetops.services.rollouts import advance_all
+
+        reports = advance_all(at or self.clock.now(), self.rollout_deps)
+        self.drain(limit=5000)
+        return reports
+
     def request(self, data: Mapping[str, Any], *, event_id: str | None = None) -> Any:
         from fleetops.services.requests import handle_request_message
 

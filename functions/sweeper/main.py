@@ -15,7 +15,7 @@ from fleetops.services.sweeper import SweepDeps, handle_tick_message
 def sweep(event: CloudEvent) -> None:
     store, publisher = runtime.state_store(), runtime.publisher()
     alerts = AlertDeps(store, publisher, runtime.utc_now, runtime.approval_policy())
-    deps = SweepDeps(store, publisher, alerts)
+    deps = SweepDeps(store, publisher, alerts=alerts, now=runtime.utc_now)
     handle_push(
         event,
         lambda message: handle_tick_message(message, deps),

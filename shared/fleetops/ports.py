@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -17,6 +17,8 @@ from fleetops.domain.model import (
 )
 
 T = TypeVar("T")
+# (field, "==", value): equality is all the queries here need.
+Filter = tuple[str, str, Any]
 
 
 class StateTransaction(Protocol):
@@ -64,6 +66,14 @@ class StateTransaction(Protocol):
         """Instances that are not deleted (a count query, never a counter document)."""
         ...
 
+    def query_documents(
+        self, collection_path: str, where: Sequence[Filter], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Documents of one collection matching every `(field, "==", value)` filter."""
+        ...
+
+    def count_documents(self, collection_path: str, where: Sequence[Filter]) -> int: ...
+
 
 class StateStore(Protocol):
     """Firestore state: `instances`, `operations`, `processed_events`."""
@@ -102,6 +112,18 @@ class StateStore(Protocol):
         self, collection_path: str, *, order_by: str | None = None, limit: int = 50
     ) -> list[tuple[str, dict[str, Any]]]:
         """(id, document) pairs; newest first when ordered."""
+        ...
+
+    def query_documents(
+        self, collection_path: str, where: Sequence[Filter], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def count_documents(self, collection_path: str, where: Sequence[Filter]) -> int:
+        """A count aggregation, never a counter document."""
+        ...
+
+    def write_documents(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Many documents in batches, outside any transaction (planning a large rollout)."""
         ...
 
 

@@ -112,7 +112,7 @@ def test_a_killed_instance_is_restarted_and_healthy_within_30_seconds(fresh: Run
     [incident_decision] = [d for d in doc["decisions"] if d["verdict"] == "acted"]
     incident = stack.cli("instances", "show", "demo-1").stdout
     assert "acted" in incident
-    opened = [d for d in doc["decisions"] if d["verdict"] == "acted"][0]["at"]
+    opened = next(d for d in doc["decisions"] if d["verdict"] == "acted")["at"]
     print(
         f"\nkill -> healthy {healed_at - killed_at:.1f}s: detection "
         f"{when(opened) - killed_at:.1f}s, pipeline "
@@ -166,7 +166,7 @@ def test_a_crash_looping_instance_gets_three_remediations_then_one_escalation(
     )
     assert faults.status_code == 200
     os.kill(pid_of(stack, "demo-2"), signal.SIGKILL)
-    wait_until(lambda: events.escalations(), 120, "an escalation")
+    wait_until(events.escalations, 120, "an escalation")
     time.sleep(15)  # anything that would act again has had time to
     ops = remediation_ops(stack, "demo-2")
     assert sorted(o["action"] for o in ops) == ["replace", "restart", "restart"]
@@ -184,9 +184,9 @@ def test_killing_half_the_fleet_opens_the_circuit_and_escalates_once(fresh: Runn
     for victim in victims:
         os.kill(pid_of(stack, victim), signal.SIGKILL)
     wait_until(
-        lambda: json.loads(stack.cli("automation", "status", "--output", "json").stdout)[
-            "circuit"
-        ]["open"],
+        lambda: json.loads(stack.cli("automation", "status", "--output", "json").stdout)["circuit"][
+            "open"
+        ],
         60,
         "the circuit opens",
     )

@@ -39,9 +39,12 @@ def test_contract_names_are_read_as_the_code_has_them(repo_root: Path) -> None:
 
 
 def test_indexes_are_derived_from_the_queries(repo_root: Path) -> None:
-    needed, unread = tfcheck.firestore_queries(repo_root)
-    assert unread == []
-    assert ("operations", frozenset({"instance", "status"}), ("created_at", "ASCENDING")) in needed
+    needs = tfcheck.firestore_queries(repo_root)
+    assert needs.unread == []
+    assert ("operations", frozenset({"instance", "status"}), ("created_at", "ASCENDING")) in (
+        needs.composite
+    )
+    assert set(tfcheck.contract_names(repo_root)["collections"]) <= needs.collections
 
 
 def test_every_function_manifest_is_deployed_by_the_example(repo_root: Path) -> None:
@@ -226,7 +229,7 @@ BREAKS = [
         "firestore",
         "index on a collection not in the contract",
         lambda r: replace(r / FIRESTORE, 'collection = "operations"', 'collection = "operation"'),
-        "not a contract collection",
+        "not a collection the code names",
     ),
     Break(
         "firestore",
@@ -249,6 +252,32 @@ BREAKS = [
             "    )\n",
         ),
         "missing composite index on instances",
+    ),
+    Break(
+        "firestore",
+        "the code gains a collection-group query without its index",
+        lambda r: append(
+            r / "shared/fleetops/adapters/firestore_store.py",
+            "\n\ndef history_since(db: Any, since: Any) -> Any:\n"
+            "    return db.collection_group(SUBCOLLECTION_HISTORY).where(\n"
+            '        filter=firestore.FieldFilter("at", ">=", since)\n'
+            "    )\n",
+        ),
+        "missing COLLECTION_GROUP index on history.at",
+    ),
+    Break(
+        "firestore",
+        "the code gains a query nobody can derive",
+        lambda r: append(
+            r / "shared/fleetops/adapters/firestore_store.py",
+            "\n\ndef late(db: Any, since: Any) -> Any:\n"
+            "    return (\n"
+            "        db.collection(COLLECTION_OPERATIONS)\n"
+            '        .where(filter=firestore.FieldFilter("updated_at", "<", since))\n'
+            '        .order_by("created_at")\n'
+            "    )\n",
+        ),
+        "add its composite index by hand",
     ),
     Break(
         "firestore",

@@ -565,6 +565,19 @@ def check_topics(root: Path) -> list[str]:
 
 
 IndexSpec = tuple[str, frozenset[str], tuple[str, str]]
+GroupFieldSpec = tuple[str, str, str]
+_EQUALITY = ("==", "in", "array_contains", "array-contains")
+
+
+@dataclass
+class FirestoreNeeds:
+    """What the code's queries need beyond Firestore's automatic single-field indexes."""
+
+    composite: set[IndexSpec] = field(default_factory=set)
+    # (collection group, field, order): a single-field index of COLLECTION_GROUP scope.
+    group_fields: set[GroupFieldSpec] = field(default_factory=set)
+    collections: set[str] = field(default_factory=set)  # every collection id the code names
+    unread: list[str] = field(default_factory=list)
 
 
 def _string(node: ast.expr, constants: dict[str, Any]) -> str | None:
@@ -589,84 +602,114 @@ def _module_constants(tree: ast.Module, root: Path) -> dict[str, Any]:
     return constants
 
 
-def firestore_queries(root: Path) -> tuple[set[IndexSpec], list[str]]:
-    """The composite indexes the code's queries need, read from FIRESTORE_CODE.
+def firestore_queries(root: Path) -> FirestoreNeeds:
+    """The indexes the code's queries need, read from FIRESTORE_CODE.
 
-    Per function: the collection queried (the last `.collection(X)`), the filters
-    (`FieldFilter("field", op, ...)`; those under an `if` are optional), the
-    `order_by("field", direction=...)`. A query with equality filters (==, in) and an
-    order on another field needs an index (equality fields, then the order field):
-    one per combination of the optional filters. Returns (indexes, what it could
-    not read).
+    Per function: the collection queried (the last `.collection(X)` or
+    `.collection_group(X)`), the filters (`FieldFilter("field", op, ...)`; those under
+    an `if` are optional), the `order_by("field", direction=...)`. For each
+    combination of the optional filters:
+    - equality filters (==, in) and an order on another field need a composite index
+      (the equality fields, then the order field);
+    - a collection-group query on one field needs that field's single-field index
+      of COLLECTION_GROUP scope (automatic indexes are per collection only);
+    - equality filters alone, or one field alone, need nothing more;
+    - anything else (a range with an order on another field, two ranges, a field or
+      order computed at run time with filters) is reported: add its index by hand.
     """
-    needed: set[IndexSpec] = set()
-    unread: list[str] = []
+    needs = FirestoreNeeds()
     for path in sorted((root / FIRESTORE_CODE).glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         constants = _module_constants(tree, root)
+        for name, value in constants.items():
+            if name.startswith("COLLECTION_") or name.startswith("SUBCOLLECTION_"):
+                needs.collections.add(str(value))
         for function in ast.walk(tree):
-            if not isinstance(function, ast.FunctionDef):
-                continue
-            optional_nodes = {
-                id(n)
-                for branch in ast.walk(function)
-                if isinstance(branch, ast.If)
-                for child in branch.body
-                for n in ast.walk(child)
-            }
-            collection = None
-            required: set[str] = set()
-            optional: set[str] = set()
-            orders: list[tuple[str, str]] = []
-            calls = sorted(
-                (n for n in ast.walk(function) if isinstance(n, ast.Call)),
-                key=lambda n: (n.lineno, n.col_offset),
+            if isinstance(function, ast.FunctionDef):
+                _read_query(path, function, constants, needs)
+    return needs
+
+
+def _read_query(
+    path: Path, function: ast.FunctionDef, constants: dict[str, Any], needs: FirestoreNeeds
+) -> None:
+    optional_nodes = {
+        id(n)
+        for branch in ast.walk(function)
+        if isinstance(branch, ast.If)
+        for child in branch.body
+        for n in ast.walk(child)
+    }
+    collection, group = None, False
+    filters: list[tuple[str | None, str | None, bool]] = []  # field, op, optional
+    orders: list[tuple[str | None, str]] = []
+    calls = sorted(
+        (n for n in ast.walk(function) if isinstance(n, ast.Call)),
+        key=lambda n: (n.lineno, n.col_offset),
+    )
+    for call in calls:
+        name = _decorator_name(call)
+        if name in ("collection", "collection_group") and call.args:
+            found = _string(call.args[0], constants)
+            if found is not None:
+                collection, group = found, name == "collection_group"
+        elif name == "FieldFilter" and len(call.args) >= 2:
+            filters.append(
+                (
+                    _string(call.args[0], constants),
+                    _string(call.args[1], constants),
+                    id(call) in optional_nodes,
+                )
             )
-            for call in calls:
-                name = _decorator_name(call)
-                where = f"{path.name}:{call.lineno}"
-                if name == "collection" and call.args:
-                    collection = _string(call.args[0], constants) or collection
-                elif name == "FieldFilter" and len(call.args) >= 2:
-                    field_name = _string(call.args[0], constants)
-                    op = _string(call.args[1], constants)
-                    if field_name is None or op is None:
-                        unread.append(f"{where}: a filter not known statically")
-                    elif op not in ("==", "in"):
-                        unread.append(f"{where}: range filter {op!r}: add its index by hand")
-                    else:
-                        (optional if id(call) in optional_nodes else required).add(field_name)
-                elif name == "order_by" and call.args:
-                    field_name = _string(call.args[0], constants)
-                    direction = "ASCENDING"
-                    for keyword in call.keywords:
-                        if keyword.arg == "direction":
-                            direction = _ORDERS.get(_decorator_name(keyword.value), "?")
-                    if field_name is None or direction == "?":
-                        unread.append(f"{where}: an order not known statically")
-                    else:
-                        orders.append((field_name, direction))
-            if len(orders) > 1:
-                unread.append(f"{path.name}:{function.name}: several orders: add the index by hand")
-            if not orders or collection is None:
-                continue
-            subsets: list[set[str]] = [set()]
-            for item in sorted(optional):
-                subsets += [subset | {item} for subset in subsets]
-            for subset in subsets:
-                equalities = (required | subset) - {orders[0][0]}
-                if equalities:
-                    needed.add((collection, frozenset(equalities), orders[0]))
-    return needed, unread
+        elif name == "order_by" and call.args:
+            direction = "ASCENDING"
+            for keyword in call.keywords:
+                if keyword.arg == "direction":
+                    direction = _ORDERS.get(_decorator_name(keyword.value), "?")
+            orders.append((_string(call.args[0], constants), direction))
+    if collection is None or not (filters or orders):
+        return
+    where = f"{path.name}:{function.name}"
+    if any(f is None or op is None for f, op, _ in filters) or (
+        filters and any(f is None or d == "?" for f, d in orders)
+    ):
+        needs.unread.append(f"{where}: a filter or order not known statically")
+        return
+    known_orders = [(f, d) for f, d in orders if f is not None and d != "?"]
+    optional = sorted({str(f) for f, _, opt in filters if opt})
+    subsets: list[set[str]] = [set()]
+    for item in optional:
+        subsets += [subset | {item} for subset in subsets]
+    for subset in subsets:
+        chosen = [(str(f), str(op)) for f, op, opt in filters if not opt or f in subset]
+        equalities = {f for f, op in chosen if op in _EQUALITY}
+        ranges = {f for f, op in chosen if op not in _EQUALITY}
+        fields = equalities | ranges | {f for f, _ in known_orders}
+        if len(fields) <= 1:
+            if group and fields:
+                (only,) = fields
+                direction = known_orders[0][1] if known_orders else "ASCENDING"
+                needs.group_fields.add((collection, only, direction))
+            continue
+        if not ranges and not known_orders:
+            continue  # equalities merge single-field indexes
+        if not ranges and len(known_orders) == 1:
+            order = known_orders[0]
+            needs.composite.add((collection, frozenset(equalities - {order[0]}), order))
+            continue
+        needs.unread.append(f"{where}: {sorted(fields)}: add its composite index by hand")
 
 
 def check_firestore(root: Path) -> list[str]:
-    """A native-mode database; indexes and TTL policies only on contract collections
-    (names.ALL_COLLECTIONS); every composite index the code's queries need (derived from
-    the code, see firestore_queries); TTL on the field the code writes."""
+    """A native-mode database; indexes and field settings only on collections the code
+    names (names.ALL_COLLECTIONS and the adapters' SUBCOLLECTION_*); every index the
+    code's queries need (derived from the code, see firestore_queries); TTL on a
+    contract collection, on the field the code writes."""
     problems = []
-    collections = set(contract_names(root)["collections"])
-    databases, indexes, ttls = [], set(), set()
+    needs = firestore_queries(root)
+    contract = set(contract_names(root)["collections"])
+    collections = contract | needs.collections
+    databases, indexes, ttls, group_fields = [], set(), set(), set()
     for rel, module in load_all(root).items():
         for name, body in module.of_type("google_firestore_database").items():
             databases.append(name)
@@ -676,7 +719,7 @@ def check_firestore(root: Path) -> list[str]:
             collection = body.get("collection")
             if collection not in collections:
                 problems.append(
-                    f"{rel}: index {name} is on {collection!r}, not a contract collection"
+                    f"{rel}: index {name} is on {collection!r}, not a collection the code names"
                 )
             fields = tuple(
                 (f.get("field_path"), f.get("order", f.get("array_config")))
@@ -687,29 +730,37 @@ def check_firestore(root: Path) -> list[str]:
             collection = body.get("collection")
             if collection not in collections:
                 problems.append(
-                    f"{rel}: field {name} is on {collection!r}, not a contract collection"
+                    f"{rel}: field {name} is on {collection!r}, not a collection the code names"
                 )
             if "ttl_config" in body:
                 ttls.add((collection, body.get("field")))
+            for config in blocks(body, "index_config"):
+                for index in blocks(config, "indexes"):
+                    if index.get("query_scope") == "COLLECTION_GROUP":
+                        group_fields.add((collection, body.get("field"), index.get("order")))
     if not databases:
         problems.append("no google_firestore_database")
-    needed, unread = firestore_queries(root)
-    problems.extend(f"{FIRESTORE_CODE}: {u}" for u in unread)
+    problems.extend(f"{FIRESTORE_CODE}: {u}" for u in needs.unread)
     declared = {
         (collection, frozenset(f for f, _ in fields[:-1]), fields[-1])
         for collection, fields in indexes
         if fields
     }
-    for collection, equalities, order in sorted(needed, key=str):
+    for collection, equalities, order in sorted(needs.composite, key=str):
         if (collection, equalities, order) not in declared:
             problems.append(
                 f"missing composite index on {collection}: {sorted(equalities)} then {order}"
+            )
+    for collection, field_name, order in sorted(needs.group_fields):
+        if (collection, field_name, order) not in group_fields:
+            problems.append(
+                f"missing COLLECTION_GROUP index on {collection}.{field_name} ({order})"
             )
     code = "\n".join(
         p.read_text(encoding="utf-8") for p in (root / "shared" / "fleetops").rglob("*.py")
     )
     for collection, ttl_field in REQUIRED_TTLS:
-        if collection not in collections:
+        if collection not in contract:
             problems.append(f"TTL collection {collection} is not in ALL_COLLECTIONS")
         if (collection, ttl_field) not in ttls:
             problems.append(f"no TTL policy on {collection}.{ttl_field}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationSt
 T = TypeVar("T")
 SUBCOLLECTION_HISTORY = "history"
 SUBCOLLECTION_INCIDENTS = "incidents"
+BATCH_LIMIT = 500
 PROCESSED_EVENT_TTL = timedelta(days=30)
 # Contention on one instance's documents is short; a few more attempts than the default 5.
 MAX_TRANSACTION_ATTEMPTS = 10
@@ -131,6 +132,35 @@ class FirestoreStateStore:
             found.append((snap.id, snap.to_dict() or {}))
         return found
 
+    def query_documents(
+        self, collection_path: str, where: Sequence[tuple[str, str, Any]], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for snap in _filtered(self._db.collection(collection_path), where).limit(limit).stream():
+            self.counters.reads += 1
+            found.append((snap.id, snap.to_dict() or {}))
+        return found
+
+    def count_documents(self, collection_path: str, where: Sequence[tuple[str, str, Any]]) -> int:
+        query: Any = _filtered(self._db.collection(collection_path), where)
+        result = query.count().get()
+        self.counters.reads += 1
+        return int(result[0][0].value)
+
+    def write_documents(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        for start in range(0, len(items), BATCH_LIMIT):
+            batch = self._db.batch()
+            for path, doc in items[start : start + BATCH_LIMIT]:
+                batch.set(self._db.document(path), dict(doc))
+                self.counters.writes += 1
+            batch.commit()
+
+
+def _filtered(query: Any, where: Sequence[tuple[str, str, Any]]) -> Any:
+    for name, op, value in where:
+        query = query.where(filter=firestore.FieldFilter(name, op, value))
+    return query
+
 
 class OperationCounters:
     """Document reads, writes and transactions, for cost measurements."""
@@ -237,6 +267,24 @@ class FirestoreStateTransaction:
         query: Any = self._db.collection(COLLECTION_INSTANCES).where(
             filter=firestore.FieldFilter("state", "!=", "deleted")
         )
+        result = query.count().get(transaction=self._tx)
+        self._counters.reads += 1
+        return int(result[0][0].value)
+
+    def query_documents(
+        self, collection_path: str, where: Sequence[tuple[str, str, Any]], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        self._no_reads_after_writes()
+        query = _filtered(self._db.collection(collection_path), where).limit(limit)
+        found = []
+        for snap in query.get(transaction=self._tx):
+            self._counters.reads += 1
+            found.append((snap.id, snap.to_dict() or {}))
+        return found
+
+    def count_documents(self, collection_path: str, where: Sequence[tuple[str, str, Any]]) -> int:
+        self._no_reads_after_writes()
+        query: Any = _filtered(self._db.collection(collection_path), where)
         result = query.count().get(transaction=self._tx)
         self._counters.reads += 1
         return int(result[0][0].value)

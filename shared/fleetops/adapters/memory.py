@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -135,6 +135,24 @@ class InMemoryStateStore:
             found.sort(key=lambda item: (item[1].get(order_by) or oldest, item[0]), reverse=True)
         return found[:limit]
 
+    def query_documents(
+        self, collection_path: str, where: Sequence[tuple[str, str, Any]], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        found = [
+            item
+            for item in self.list_documents(collection_path, limit=10**9)
+            if all(item[1].get(f) == v for f, _, v in where)
+        ]
+        return sorted(found)[:limit]
+
+    def count_documents(self, collection_path: str, where: Sequence[tuple[str, str, Any]]) -> int:
+        return len(self.query_documents(collection_path, where, limit=10**9))
+
+    def write_documents(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        with self._lock:
+            for path, doc in items:
+                self.paths[path] = copy.deepcopy(dict(doc))
+
     def operations_to_sweep(self, now: datetime, limit: int = 500) -> list[Operation]:
         live = (OperationStatus.RUNNING, OperationStatus.QUEUED, OperationStatus.AWAITING_APPROVAL)
         found: list[Operation] = []
@@ -217,6 +235,16 @@ class _InMemoryTransaction:
         self._check_no_writes()
         return len(self._store.list_instances())
 
+    def query_documents(
+        self, collection_path: str, where: Sequence[tuple[str, str, Any]], limit: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        self._check_no_writes()
+        return self._store.query_documents(collection_path, where, limit)
+
+    def count_documents(self, collection_path: str, where: Sequence[tuple[str, str, Any]]) -> int:
+        self._check_no_writes()
+        return self._store.count_documents(collection_path, where)
+
 
 @dataclass(frozen=True)
 class PublishedMessage:
@@ -278,6 +306,8 @@ class InMemoryActuator:
     fail_next: dict[str, ActuatorError] = field(default_factory=dict)
     unhealthy: set[str] = field(default_factory=set)
     unhealthy_versions: set[str] = field(default_factory=set)
+    # Per instance: versions that never turn healthy there.
+    broken: dict[str, set[str]] = field(default_factory=dict)
 
     def _once(self, token: str, kind: str, instance_id: str) -> bool:
         error = self.fail_next.pop(kind, None)
@@ -360,7 +390,11 @@ class InMemoryActuator:
         found = self.instances.get(instance_id)
         if found is None or not found.running:
             return Probe(healthy=False, detail="not running")
-        healthy = instance_id not in self.unhealthy and found.version not in self.unhealthy_versions
+        healthy = (
+            instance_id not in self.unhealthy
+            and found.version not in self.unhealthy_versions
+            and found.version not in self.broken.get(instance_id, set())
+        )
         return Probe(healthy=healthy, version=found.version, detail="" if healthy else "503")
 
     def count(self, kind: str, instance_id: str) -> int:

@@ -46,6 +46,8 @@ maintenance_app = typer.Typer(
     help="The maintenance tick's Cloud Scheduler jobs (on GCP, or the local scheduler).",
     no_args_is_help=True,
 )
+rollout_app = typer.Typer(help="Roll an action across the fleet in waves.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
 app.add_typer(automation_app, name="automation")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(remediation_app, name="remediation")
@@ -499,6 +501,219 @@ def automation_set(
     _connect()
     automation.set_limit(runtime.state_store(), name, value)
     _show_automation(output)
+
+
+def _rollout_deps() -> Any:
+    from fleetops.services.rollouts import RolloutDeps
+
+    return RolloutDeps(
+        runtime.state_store(), runtime.publisher(), runtime.utc_now, runtime.approval_policy()
+    )
+
+
+def _duration(text: str, what: str) -> Any:
+    from fleetops.domain.windows import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"{what}: {exc}") from exc
+
+
+@rollout_app.command("start")
+def rollout_start(
+    version: Annotated[str | None, typer.Option(help="the version to upgrade to")] = None,
+    action: Annotated[Action, typer.Option(help="the action to roll out")] = Action.UPGRADE,
+    size: Annotated[Size | None, typer.Option(help="the size (resize)")] = None,
+    selector: Annotated[
+        str | None, typer.Option(help="KEY=VALUE[,KEY=VALUE]: labels, region, customer, size")
+    ] = None,
+    max_concurrency: Annotated[str, typer.Option(help="N or P% running at once")] = "10%",
+    max_errors: Annotated[str, typer.Option(help="N or P%: stop once more have failed")] = "0",
+    canary: Annotated[
+        str, typer.Option(help="N instances, or a selector such as ring=canary; '' for none")
+    ] = "ring=canary",
+    bake: Annotated[str, typer.Option(help="how long a wave must stay healthy, e.g. 10m")] = "10m",
+    cutoff: Annotated[
+        str, typer.Option(help="window time an operation needs left to start, e.g. 30m")
+    ] = "30m",
+    now: Annotated[bool, typer.Option("--now", help="ignore maintenance windows")] = False,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Plan a rollout into waves; maintenance ticks then carry it out."""
+    from fleetops.domain.rollouts import Limit, parse_selector
+    from fleetops.services.rollouts import StartRollout, plan_rollout
+
+    _connect()
+    try:
+        command = StartRollout(
+            action=action,
+            version=version,
+            size=size,
+            selector=parse_selector(selector),
+            max_concurrency=Limit.parse(max_concurrency),
+            max_errors=Limit.parse(max_errors),
+            canary=canary or None,
+            bake=_duration(bake, "--bake") if bake not in ("0", "0m") else _zero(),
+            cutoff=_duration(cutoff, "--cutoff"),
+            respect_windows=not now,
+            requested_by=runtime.principal(),
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    rollout = plan_rollout(command, _rollout_deps())
+    _show_rollout(rollout.id, output)
+
+
+def _zero() -> Any:
+    from datetime import timedelta
+
+    return timedelta(0)
+
+
+def _show_rollout(rollout_id: str, output: Output) -> bool:
+    """Print the rollout; True when it is over."""
+    from fleetops.services.rollouts import progress, rollout_to_doc
+
+    rollout, waves = progress(rollout_id, runtime.state_store())
+    if output is Output.JSON:
+        doc = {"id": rollout.id, **rollout_to_doc(rollout)}
+        doc["progress"] = [{"wave": w.wave.name, **w.counts} for w in waves]
+        console.print_json(render.to_json(doc))
+    else:
+        console.print(render.rollout_panel(rollout, waves))
+    return rollout.status.terminal
+
+
+@rollout_app.command("show")
+def rollout_show(
+    rollout: Annotated[str, typer.Argument(help="rollout id")],
+    watch: Annotated[bool, typer.Option("--watch", help="refresh until it ends")] = False,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """A rollout with a progress bar per wave."""
+    _connect()
+    if not watch or output is Output.JSON:
+        _show_rollout(rollout, output)
+        return
+    from rich.live import Live
+
+    from fleetops.services.rollouts import progress
+
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            found, waves = progress(rollout, runtime.state_store())
+            live.update(render.rollout_panel(found, waves))
+            if found.status.terminal:
+                return
+            time.sleep(1)
+
+
+def _rollout_status(rollout: str, status: str, output: Output) -> None:
+    from fleetops.domain.rollouts import RolloutStatus
+    from fleetops.services.rollouts import set_status
+
+    _connect()
+    set_status(rollout, RolloutStatus(status), runtime.principal(), _rollout_deps())
+    _show_rollout(rollout, output)
+
+
+@rollout_app.command("pause")
+def rollout_pause(
+    rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
+) -> None:
+    """Start nothing new until resumed; what runs finishes."""
+    _rollout_status(rollout, "paused", output)
+
+
+@rollout_app.command("resume")
+def rollout_resume(
+    rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
+) -> None:
+    """Carry on from where it paused."""
+    _rollout_status(rollout, "running", output)
+
+
+@rollout_app.command("abort")
+def rollout_abort(
+    rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
+) -> None:
+    """Stop for good; what runs finishes."""
+    _rollout_status(rollout, "aborted", output)
+
+
+@rollout_app.command("list")
+def rollout_list(output: OutputOption = Output.TABLE) -> None:
+    """Rollouts, newest first."""
+    _connect()
+    found = runtime.state_store().list_documents("rollouts", order_by="created_at", limit=50)
+    if output is Output.JSON:
+        console.print_json(render.to_json([{"id": i, **d} for i, d in found]))
+        return
+    from rich.table import Table
+
+    table = Table(title="rollouts")
+    for column in ("rollout", "action", "version", "status", "targets", "created by", "created"):
+        table.add_column(column)
+    for rollout_id, doc in found:
+        table.add_row(
+            rollout_id,
+            str(doc.get("action")),
+            str(doc.get("target_version") or "-"),
+            str(doc.get("status")),
+            str(doc.get("total")),
+            str(doc.get("created_by")),
+            render.when(doc.get("created_at")),
+        )
+    console.print(table)
+
+
+@instances_app.command("windows")
+def instances_windows(
+    instance: Annotated[str | None, typer.Argument(help="instance id (default: all)")] = None,
+    count: Annotated[int, typer.Option(min=1, max=20, help="openings to show")] = 3,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """The next maintenance openings, in the customer's time and in UTC."""
+    from fleetops.domain.windows import openings, window_from_dict
+
+    _connect()
+    store = runtime.state_store()
+    settings = store.get_document("maintenance/settings") or {}
+    default = (
+        window_from_dict(settings["default_window"]) if settings.get("default_window") else None
+    )
+    chosen = [store.get_instance(instance)] if instance else store.list_instances()
+    if instance and chosen[0] is None:
+        raise CliError(f"instance {instance} does not exist")
+    now = runtime.utc_now()
+    rows: list[dict[str, Any]] = []
+    for found in chosen:
+        assert found is not None
+        window = found.maintenance_window or default
+        if window is None:
+            rows.append({"instance": found.id, "window": None, "openings": []})
+            continue
+        rows.append(
+            {
+                "instance": found.id,
+                "window": window.to_dict(),
+                "default": found.maintenance_window is None,
+                "openings": [
+                    {
+                        "local_start": o.local_start.isoformat(),
+                        "local_end": o.local_end.isoformat(),
+                        "start": o.start.isoformat(),
+                        "end": o.end.isoformat(),
+                    }
+                    for o in openings(window, now, count)
+                ],
+            }
+        )
+    if output is Output.JSON:
+        console.print_json(render.to_json(rows))
+        return
+    console.print(render.windows_table(rows))
 
 
 def _maintenance_jobs(action: str, output: Output) -> None:

@@ -182,6 +182,65 @@ def automation_table(status: dict[str, Any]) -> Table:
     return table
 
 
+def rollout_panel(rollout: Any, waves: list[Any]) -> Table:
+    from rich.progress_bar import ProgressBar
+
+    title = (
+        f"{rollout.id}: {rollout.action.value}"
+        + (f" to {rollout.target_version}" if rollout.target_version else "")
+        + f" - {rollout.status.value}"
+    )
+    caption = (
+        f"max concurrency {rollout.max_concurrency} ({rollout.max_concurrency_spec}), "
+        f"max errors {rollout.max_errors} ({rollout.max_errors_spec}), bake {rollout.bake}, "
+        + ("windows respected" if rollout.respect_windows else "windows ignored (--now)")
+        + (f"; halted: {rollout.halted_reason}" if rollout.halted_reason else "")
+    )
+    table = Table(title=title, caption=caption)
+    for column in ("wave", "progress", "done", "running", "failed", "pending", "skipped"):
+        table.add_column(column)
+    for w in waves:
+        total = max(sum(w.counts.values()), 1)
+        done = w.counts["succeeded"] + w.counts["failed"] + w.counts["skipped"]
+        marker = (
+            " <" if w.wave.index == rollout.current_wave and not rollout.status.terminal else ""
+        )
+        table.add_row(
+            w.wave.name + marker,
+            ProgressBar(total=total, completed=done, width=30),
+            f"{w.counts['succeeded']}/{total}",
+            str(w.counts["started"]),
+            str(w.counts["failed"]),
+            str(w.counts["pending"]),
+            str(w.counts["skipped"]),
+        )
+    return table
+
+
+def windows_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="maintenance windows: next openings")
+    for column in ("instance", "window", "opens (customer time)", "closes", "opens (UTC)"):
+        table.add_column(column)
+    for row in rows:
+        window = row["window"]
+        if window is None:
+            table.add_row(row["instance"], "none (only freezes apply)", "-", "-", "-")
+            continue
+        days = ",".join(window["days"])
+        text = f"{days} {window['start']} {window['duration']} {window['timezone']}"
+        if row.get("default"):
+            text += " (fleet default)"
+        for n, opening in enumerate(row["openings"]):
+            table.add_row(
+                row["instance"] if n == 0 else "",
+                text if n == 0 else "",
+                opening["local_start"],
+                opening["local_end"],
+                opening["start"],
+            )
+    return table
+
+
 def _caption(op: Operation) -> str:
     parts = [
         f"origin {op.origin.value}",

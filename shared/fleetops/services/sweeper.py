@@ -27,6 +27,9 @@ from fleetops.services.outcome import Outcome
 class SweepDeps:
     store: StateStore
     publisher: Publisher
+    # The handler's clock bounds a tick's time: a replayed tick from the future must
+    # not expire leases or deadlines early.
+    now: Callable[[], datetime] | None = None
     # When set, every instance with an open incident is looked at again too.
     alerts: AlertDeps | None = None
 
@@ -40,7 +43,8 @@ class SweepReport:
 
 def handle_tick_message(message: PubsubMessage, deps: SweepDeps) -> Outcome:
     tick = decode_tick(message)
-    report = sweep_all(tick.at, deps)
+    at = min(tick.at, deps.now()) if deps.now is not None else tick.at
+    report = sweep_all(at, deps)
     detail = f"swept at {tick.at.isoformat()}: {report.changed} of {report.looked_at} changed"
     if deps.alerts is not None:
         detail += f"; {recheck_open_incidents(deps.alerts)} open incident(s) looked at again"

@@ -1,7 +1,9 @@
-# Firestore in native mode, the composite indexes the queries of
-# shared/fleetops/adapters/firestore_store.py need, and the TTL policy that
-# expires idempotency records. Collection names are those of
-# fleetops.contract.names (ALL_COLLECTIONS); tests/terraform checks they agree.
+# Firestore in native mode, the indexes the queries of
+# shared/fleetops/adapters/firestore_store.py need beyond the automatic ones,
+# and the TTL policy that expires idempotency records. Collection names are
+# those of fleetops.contract.names (ALL_COLLECTIONS) and the adapter's
+# subcollections; tests/terraform derives the indexes from the queries and
+# checks they are all here.
 
 resource "google_firestore_database" "this" {
   project                           = var.project_id
@@ -98,4 +100,30 @@ resource "google_firestore_field" "processed_events_expire_at" {
   ttl_config {}
 
   index_config {}
+}
+
+# Incidents opened lately across every instance (instances/*/incidents, a
+# collection-group query on opened_at: the remediation safety limits). Automatic
+# single-field indexes serve one collection only; this adds the collection-group
+# scope and keeps the collection-scope ones.
+resource "google_firestore_field" "incidents_opened_at" {
+  project    = var.project_id
+  database   = google_firestore_database.this.name
+  collection = "incidents"
+  field      = "opened_at"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "DESCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
 }

@@ -18,6 +18,11 @@ output "index_ids" {
   }
 }
 
+output "collection_group_fields" {
+  description = "Fields indexed for collection-group queries, as collection/field."
+  value       = ["${google_firestore_field.incidents_opened_at.collection}/${google_firestore_field.incidents_opened_at.field}"]
+}
+
 output "ttl_fields" {
   description = "Fields with a TTL policy, as collection/field."
   value       = ["${google_firestore_field.processed_events_expire_at.collection}/${google_firestore_field.processed_events_expire_at.field}"]
