@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from fleetops.local import emulators as emu
 
 MISSING = "EMULATORS MISSING"

@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from fleetops.local import emulators as emu
 from google.cloud import firestore, pubsub_v1
 
+from fleetops.local import emulators as emu
 from tests.conftest import Emulators, GcpEnv
 
 

@@ -104,7 +104,7 @@ def test_concurrent_duplicate_deliveries_of_a_step_have_one_effect(fleet: Firest
         # Contention may make a delivery fail: Pub/Sub would deliver it again.
         try:
             handle_step_message(message, fleet.steps)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=deliver) for _ in range(4)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+
 from fleetops.adapters.local_actuator import LocalInstance, LocalProcessActuator
 from fleetops.domain.model import Size
 from fleetops.ports import ActuatorError, InstanceSpec

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from fleetops.contract.errors import MalformedEvent
 from fleetops.contract.pubsub import (
     CloudEvent,

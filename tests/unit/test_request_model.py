@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from fleetops.contract.errors import InvalidRequest, MalformedEvent
 from fleetops.contract.requests import new_request_event, parse_request
 from fleetops.domain.model import Action, Size

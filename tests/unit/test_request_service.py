@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from fleetops.contract.errors import InvalidRequest, MalformedEvent
 from fleetops.contract.names import TOPIC_EVENTS, TOPIC_STEPS
 from fleetops.domain.model import InstanceState, OperationStatus, StepStatus
-
 from tests.helpers import FakeFleet, raw_message
 
 PROVISION = {"instance": "acme-prod", "action": "provision", "version": "1.0.0"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from fleetops.contract.errors import InvalidRequest
 from fleetops.contract.names import TOPIC_EVENTS
 from fleetops.domain.model import Health, InstanceState, OperationStatus, StepStatus
 from fleetops.ports import ActuatorError
-
 from tests.helpers import FakeFleet
 
 PROVISION = {"instance": "acme-prod", "action": "provision", "version": "1.0.0"}
