@@ -243,3 +243,20 @@ def test_an_unhealthy_instance_during_the_bake_halts_the_wave() -> None:
     found = run_to_end(fleet, rollout_id)
     assert found.status is RolloutStatus.HALTED
     assert "unhealthy during the bake" in found.halted_reason
+
+
+def test_selectors_match_labels_and_fields_and_negate() -> None:
+    from fleetops.domain.rollouts import matches, parse_selector
+
+    fleet = ten()
+    canary = fleet.store.get_instance("inst-00")
+    other = fleet.store.get_instance("inst-01")
+    assert canary is not None
+    assert other is not None
+    assert matches(canary, parse_selector("ring=canary,group=g"))
+    assert not matches(other, parse_selector("ring=canary"))
+    assert matches(other, parse_selector("ring!=canary"))
+    assert not matches(canary, parse_selector("ring!=canary"))
+    assert matches(other, parse_selector("version=1.0.0,size=small"))
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_selector("nonsense")

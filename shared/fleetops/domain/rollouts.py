@@ -129,7 +129,9 @@ class Rollout:
 
 def matches(instance: Instance, selector: Mapping[str, str]) -> bool:
     """`tier=enterprise`, `region=europe-west1`: a label, or region, customer, size, version."""
-    for key, value in selector.items():
+    for raw_key, value in selector.items():
+        negate = raw_key.startswith("!")
+        key = raw_key.removeprefix("!")
         fields = {
             "region": instance.region,
             "customer": instance.customer,
@@ -138,7 +140,7 @@ def matches(instance: Instance, selector: Mapping[str, str]) -> bool:
             "id": instance.id,
         }
         actual = instance.labels.get(key, fields.get(key))
-        if actual != value:
+        if (actual == value) is negate:
             return False
     return True
 
@@ -149,9 +151,11 @@ def parse_selector(text: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"selector {text!r}: each part must be KEY=VALUE")
-        out[key.strip()] = value.strip()
+        negate = key.endswith("!")
+        key = key.removesuffix("!").strip()
+        if not sep or not key:
+            raise ValueError(f"selector {text!r}: each part must be KEY=VALUE or KEY!=VALUE")
+        out[f"!{key}" if negate else key] = value.strip()
     return out
 
 

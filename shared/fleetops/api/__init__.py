@@ -1,0 +1,1 @@
+"""The engineers' interface: a versioned REST API, its OpenAPI document, and a dashboard."""
