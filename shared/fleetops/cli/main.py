@@ -773,6 +773,53 @@ def maintenance_run_now(output: OutputOption = Output.TABLE) -> None:
     _maintenance_jobs("run-now", output)
 
 
+@maintenance_app.command("default-window")
+def maintenance_default_window(
+    days: Annotated[str, typer.Option(help="e.g. sat,sun")],
+    start: Annotated[str, typer.Option(help="local start, HH:MM")],
+    duration: Annotated[str, typer.Option(help="e.g. 4h")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin")],
+) -> None:
+    """The window of instances that have none of their own."""
+    from fleetops.domain.windows import window_from_dict
+
+    _connect()
+    doc = {"days": days.split(","), "start": start, "duration": duration, "timezone": timezone}
+    try:
+        window_from_dict(doc)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    _change_maintenance_settings(lambda s: {**s, "default_window": doc})
+    console.print(f"fleet default window: {days} {start} for {duration} ({timezone})")
+
+
+@maintenance_app.command("freeze")
+def maintenance_freeze(
+    start: Annotated[str, typer.Argument(help="RFC 3339 start, e.g. 2026-12-20T00:00:00Z")],
+    end: Annotated[str, typer.Argument(help="RFC 3339 end (excluded)")],
+    reason: Annotated[str, typer.Option(help="why, shown to everyone who waits")],
+) -> None:
+    """No maintenance between two instants (e.g. year-end), fleet-wide."""
+    from fleetops.domain.windows import freeze_from_dict
+
+    _connect()
+    doc = {"start": start, "end": end, "reason": reason}
+    try:
+        freeze_from_dict(doc)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    _change_maintenance_settings(lambda s: {**s, "freezes": [*s.get("freezes", []), doc]})
+    console.print(f"freeze '{reason}' from {start} to {end}")
+
+
+def _change_maintenance_settings(change: Any) -> None:
+    def run(tx: Any) -> None:
+        current = tx.get_document("maintenance/settings") or {}
+        tx.put_document("maintenance/settings", change(current))
+
+    runtime.state_store().transact(run)
+
+
 def _control_deps() -> ControlDeps:
     return ControlDeps(runtime.state_store(), runtime.publisher(), runtime.utc_now)
 
