@@ -428,7 +428,10 @@ def alert(
 
 
 @remediation_app.command("reset")
-def remediation_reset(instance: Annotated[str, typer.Argument(help="instance id")]) -> None:
+def remediation_reset(
+    instance: Annotated[str, typer.Argument(help="instance id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
     """After an escalation: let automation act on this instance again."""
     from fleetops.services import automation
 
@@ -436,6 +439,9 @@ def remediation_reset(instance: Annotated[str, typer.Argument(help="instance id"
     automation.reset_instance(
         runtime.state_store(), instance, runtime.principal(), runtime.utc_now()
     )
+    if output is Output.JSON:
+        console.print_json(render.to_json({"instance": instance, "reset_by": runtime.principal()}))
+        return
     console.print(f"remediation of {instance} reset by {runtime.principal()}")
 
 
@@ -779,6 +785,7 @@ def maintenance_default_window(
     start: Annotated[str, typer.Option(help="local start, HH:MM")],
     duration: Annotated[str, typer.Option(help="e.g. 4h")],
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin")],
+    output: OutputOption = Output.TABLE,
 ) -> None:
     """The window of instances that have none of their own."""
     from fleetops.domain.windows import window_from_dict
@@ -790,6 +797,9 @@ def maintenance_default_window(
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     _change_maintenance_settings(lambda s: {**s, "default_window": doc})
+    if output is Output.JSON:
+        console.print_json(render.to_json({"default_window": doc}))
+        return
     console.print(f"fleet default window: {days} {start} for {duration} ({timezone})")
 
 
@@ -798,6 +808,7 @@ def maintenance_freeze(
     start: Annotated[str, typer.Argument(help="RFC 3339 start, e.g. 2026-12-20T00:00:00Z")],
     end: Annotated[str, typer.Argument(help="RFC 3339 end (excluded)")],
     reason: Annotated[str, typer.Option(help="why, shown to everyone who waits")],
+    output: OutputOption = Output.TABLE,
 ) -> None:
     """No maintenance between two instants (e.g. year-end), fleet-wide."""
     from fleetops.domain.windows import freeze_from_dict
@@ -809,6 +820,9 @@ def maintenance_freeze(
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     _change_maintenance_settings(lambda s: {**s, "freezes": [*s.get("freezes", []), doc]})
+    if output is Output.JSON:
+        console.print_json(render.to_json({"freeze": doc}))
+        return
     console.print(f"freeze '{reason}' from {start} to {end}")
 
 
