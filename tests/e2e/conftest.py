@@ -18,3 +18,14 @@ def stack(emulator_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield running
     finally:
         running.kill_everything()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_environment() -> Iterator[None]:
+    """Tests point clients at a stack through os.environ; later modules start clean."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

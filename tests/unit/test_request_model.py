@@ -82,6 +82,18 @@ def test_provision_gets_small_by_default_and_keeps_its_window() -> None:
             "Mars/Olympus",
         ),
         ([1, 2, 3], "invalid-request", "JSON object"),
+        ({"instance": "acme", "action": {"x": 1}}, "unknown-action", "is not one of"),
+        ({"instance": "acme", "action": ["restart"]}, "unknown-action", "is not one of"),
+        (
+            {
+                "instance": "acme",
+                "action": "provision",
+                "version": "1",
+                "labels": {"__name__": "x"},
+            },
+            "invalid-request",
+            "labels",
+        ),
     ],
 )
 def test_invalid_requests_name_the_field(data: Any, code: str, names: str) -> None:

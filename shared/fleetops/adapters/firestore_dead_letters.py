@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
@@ -19,6 +21,9 @@ from fleetops.services.dead_letter_store import (
     letter_from_doc,
     letter_to_doc,
 )
+
+# Claims of one letter by several people at once: each loser must see the winner's mark.
+CLAIM_ATTEMPTS = 8
 
 
 class FirestoreDeadLetterStore:
@@ -72,8 +77,22 @@ class FirestoreDeadLetterStore:
             return letter
 
         run = firestore.transactional(claim)
-        letter: DeadLetter = run(self._db.transaction())
-        return replace(letter, replayed_at=at, replayed_by=who)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                letter: DeadLetter = run(self._db.transaction(max_attempts=CLAIM_ATTEMPTS))
+                return replace(letter, replayed_at=at, replayed_by=who)
+            except (exceptions.Aborted, ValueError) as exc:
+                # A read that loses to a concurrent claim aborts without the client's
+                # own retry (that covers the commit only): read again, the winner's
+                # mark is then visible and refuses this claim properly.
+                contended = isinstance(exc, exceptions.Aborted) or isinstance(
+                    exc.__cause__, exceptions.Aborted
+                )
+                if not contended or attempt >= CLAIM_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.02, 0.1) * attempt)  # noqa: S311
 
     def release_replay(self, letter_id: str) -> None:
         self._doc(letter_id).update({"replayed": False, "replayed_at": None, "replayed_by": None})

@@ -8,13 +8,14 @@ and `default_routes()` concatenates them; the OpenAPI document follows.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import logging
 import uuid
 from importlib import resources
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetops.api import models
 from fleetops.api.auth import Role
@@ -65,7 +66,7 @@ RECENT_HISTORY = 50
 logger = logging.getLogger("fleetops.api")
 
 
-def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status=status, model=model, headers=headers or {})
 
 
@@ -149,7 +150,9 @@ def submit_request(call: Call) -> Reply:
     key: str | None = call.params["Idempotency-Key"]
     event = new_request_event(data, source=source, event_id=_event_id(key, data))
     try:
-        parse_request(event)
+        # parse_request names an unknown action best, but reads only a string there.
+        if isinstance(data.get("action"), str):
+            parse_request(event)
         # Strict: the document says `dry_run` is a boolean, so "true" is refused here
         # although the requests function would read it as true.
         InstanceRequested.model_validate_json(json.dumps(data), strict=True)
@@ -309,8 +312,6 @@ def dashboard(call: Call) -> Reply:
 
 
 def _attribute(value: str) -> str:
-    import html
-
     return html.escape(value, quote=True)
 
 
@@ -582,7 +583,7 @@ def core_routes() -> list[Route]:
             "dashboard",
             (
                 Answer(200, "the file", content_types=tuple(sorted(set(ASSETS.values())))),
-                *_errors(400),
+                *_errors(400, 404),
             ),
             (_asset_param(),),
         ),

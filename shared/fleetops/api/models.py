@@ -274,6 +274,8 @@ DURATION_PATTERN = (
     r"|[1-9][0-9]{0,3}m"
     r"|(?:[1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-7])h(?:[0-9]|[1-5][0-9])m)$"
 )
+# Firestore reserves field names like `__name__`: such a label could never be stored.
+RESERVED_KEY_PATTERN = r"^__[\s\S]*__$"
 _NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 
 
@@ -303,6 +305,7 @@ def request_body_schema(ref_template: str) -> tuple[dict[str, Any], dict[str, An
         "The data of a fleetops.instance.requested event (contract section 3). "
         "`requested_by` is always the authenticated caller and cannot be given."
     )
+    schema["properties"]["labels"]["propertyNames"]["not"] = {"pattern": RESERVED_KEY_PATTERN}
     window = definitions[new]["properties"]
     window["start"] |= {"pattern": CLOCK_PATTERN}
     window["duration"] |= {"pattern": DURATION_PATTERN}
@@ -324,6 +327,10 @@ def request_body_schema(ref_template: str) -> tuple[dict[str, Any], dict[str, An
 
 def stricter_than_the_contract(data: dict[str, Any]) -> str | None:
     """What the API refuses beyond the contract's own validation (see above)."""
+    labels = data.get("labels")
+    for key in labels if isinstance(labels, dict) else ():
+        if re.fullmatch(RESERVED_KEY_PATTERN[1:-1], key):
+            return f"field 'labels': the key {key!r} is reserved (keys may not be __like_this__)"
     window = data.get("maintenance_window")
     if not isinstance(window, dict):
         return None

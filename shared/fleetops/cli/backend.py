@@ -13,13 +13,16 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import requests
 
 from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationStatus
 from fleetops.services.dead_letter_store import DeadLetter
+
+if TYPE_CHECKING:
+    from fleetops.services.control import ControlDeps
 
 
 class BackendError(Exception):
@@ -86,7 +89,7 @@ class DirectBackend:
     def principal(self) -> str:
         return self._principal
 
-    def _control(self) -> Any:
+    def _control(self) -> ControlDeps:
         from fleetops import runtime
         from fleetops.services.control import ControlDeps
 

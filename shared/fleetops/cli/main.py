@@ -48,6 +48,10 @@ maintenance_app = typer.Typer(
 )
 rollout_app = typer.Typer(help="Roll an action across the fleet in waves.", no_args_is_help=True)
 app.add_typer(rollout_app, name="rollout")
+dlq_app = typer.Typer(
+    help="Messages that could never succeed, and their replay.", no_args_is_help=True
+)
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(automation_app, name="automation")
 app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(remediation_app, name="remediation")
@@ -147,7 +151,7 @@ def up(
         console.print(f"firestore emulator {stack.env['FIRESTORE_EMULATOR_HOST']}")
         console.print(f"host agent         {stack.env['FLEETOPS_AGENT_URL']}")
         for name, child in stack.functions.items():
-            console.print(f"function {name:<10}{child.ready_url}")
+            console.print(f"function {name:<12}{child.ready_url}")
         console.print(f"environment        {stack.env_file}  (logs in {stack.state_dir / 'logs'})")
         console.print(
             f"[bold green]fleetops is up[/] in {time.monotonic() - began:.1f}s "
@@ -834,6 +838,67 @@ def _change_maintenance_settings(change: Any) -> None:
     runtime.state_store().transact(run)
 
 
+def _backend() -> Any:
+    """Through the API when a token for it is set; straight on Pub/Sub and Firestore otherwise."""
+    from fleetops.cli.backend import DirectBackend, backend_from_env
+
+    if os.environ.get("FLEETOPS_API_URL") and os.environ.get("FLEETOPS_API_TOKEN"):
+        return backend_from_env()
+    return DirectBackend()
+
+
+def _letter_json(letter: Any) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "error": letter.error_code,
+        "reason": letter.reason,
+        "topic": letter.original_topic,
+        "received_at": letter.received_at,
+        "data": letter.data.decode(errors="replace"),
+        "attributes": dict(letter.attributes),
+    }
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50, output: OutputOption = Output.TABLE
+) -> None:
+    """Dead letters, newest first, with the reason each was refused."""
+    _connect()
+    letters = _backend().list_dead_letters(limit=limit)
+    if output is Output.JSON:
+        console.print_json(render.to_json([_letter_json(item) for item in letters]))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    for column in ("id", "received", "topic", "error", "reason"):
+        table.add_column(column)
+    for item in letters:
+        table.add_row(
+            item.id,
+            render.when(item.received_at),
+            item.original_topic or "-",
+            item.error_code,
+            item.reason,
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    letter: Annotated[str, typer.Argument(help="dead letter id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Publish a dead letter again to its original topic (once)."""
+    _connect()
+    replayed = _backend().replay_dead_letter(letter)
+    if output is Output.JSON:
+        console.print_json(render.to_json(_letter_json(replayed)))
+        return
+    console.print(f"replayed {replayed.id} to {replayed.original_topic}")
+
+
 def _control_deps() -> ControlDeps:
     return ControlDeps(runtime.state_store(), runtime.publisher(), runtime.utc_now)
 
@@ -877,6 +942,14 @@ def _one_sentence(exc: BaseException) -> str | None:
         PortTakenError,
         ProcessStartError,
         DecisionError,
+    )
+    from fleetops.cli.backend import BackendError
+    from fleetops.services.dead_letter_store import DeadLetterNotFound, ReplayRefused
+
+    known += (
+        BackendError,
+        DeadLetterNotFound,
+        ReplayRefused,
     )
     try:
         from fleetops.local.emulators import EmulatorError

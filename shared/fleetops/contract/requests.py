@@ -97,6 +97,15 @@ class InstanceRequested(BaseModel):
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
     dry_run: bool = False
 
+    @field_validator("labels")
+    @classmethod
+    def _labels_firestore_can_store(cls, value: dict[str, str]) -> dict[str, str]:
+        # Firestore reserves field names like `__name__`: such a label could never be saved.
+        reserved = [k for k in value if k.startswith("__") and k.endswith("__")]
+        if reserved:
+            raise ValueError(f"label key {reserved[0]!r} is reserved (no __name__-style keys)")
+        return value
+
     @model_validator(mode="after")
     def _fields_the_action_needs(self) -> InstanceRequested:
         if self.action in (Action.PROVISION, Action.UPGRADE) and not self.version:
@@ -131,7 +140,9 @@ def parse_request(event: CloudEvent) -> InstanceRequested:
     if not isinstance(event.data, dict):
         raise InvalidRequest("invalid-request", "the request data must be a JSON object")
     action = event.data.get("action")
-    if action is not None and action not in {a.value for a in Action}:
+    if action is not None and (
+        not isinstance(action, str) or action not in {a.value for a in Action}
+    ):
         known = ", ".join(a.value for a in Action)
         raise InvalidRequest("unknown-action", f"action {action!r} is not one of: {known}")
     try:

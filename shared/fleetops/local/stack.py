@@ -146,11 +146,18 @@ class LocalStack:
             "FLEETOPS_SCHEDULER_URL": f"http://127.0.0.1:{ports.scheduler}",
             "FLEETOPS_LOCATION": LOCATION,
         }
+        from fleetops.local.api_tokens import write_tokens_file
+
+        tokens = write_tokens_file((self.state_dir / "api-tokens.json").resolve())
+        if "api" in ports.functions:
+            self.env["FLEETOPS_API_URL"] = f"http://127.0.0.1:{ports.functions['api']}"
+        self.env["FLEETOPS_API_TOKENS_FILE"] = str(tokens.path)
         # Local instances start in well under a second: a short wait for health
         # makes a bad version roll back quickly.
         child_env_extra = {
             "FLEETOPS_WAIT_TIMEOUT_SECONDS": os.environ.get("FLEETOPS_WAIT_TIMEOUT_SECONDS", "15"),
             "FLEETOPS_FAULTS_DIR": str((self.state_dir / "faults").resolve()),
+            "FLEETOPS_DASHBOARD_VIEWER_TOKEN": tokens.viewer.token,
         }
         child_env = {**os.environ, **self.env, **child_env_extra, "PYTHONUNBUFFERED": "1"}
         # Never the real credentials when talking to emulators.
@@ -298,7 +305,12 @@ class LocalStack:
                             f"http://127.0.0.1:{port}/projects/{self.project}"
                             f"/topics/{manifest.trigger_topic}"
                         ),
-                        dead_letter_topic=TOPIC_DEAD_LETTER,
+                        # The dead-letter topic's own consumer must never loop into itself.
+                        dead_letter_topic=(
+                            None
+                            if manifest.trigger_topic == TOPIC_DEAD_LETTER
+                            else TOPIC_DEAD_LETTER
+                        ),
                         max_delivery_attempts=5,
                         minimum_backoff=timedelta(seconds=1),
                         maximum_backoff=timedelta(seconds=10),

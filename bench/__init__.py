@@ -1,0 +1,1 @@
+"""Benchmarks of fleetops against the machine's own limit: `python -m bench [--quick]`."""
