@@ -62,6 +62,13 @@ def terraform(session: nox.Session) -> None:
 
 
 @nox.session
+def reliability(session: nox.Session) -> None:
+    """Faults on the local stack (killed functions, a paused Pub/Sub emulator, concurrency) and
+    fuzzing of every decoder; FLEETOPS_RELIABILITY_FULL=1 for the full-size run."""
+    _pytest(session, "tests/reliability", "-q")
+
+
+@nox.session
 def package(session: nox.Session) -> None:
     """Build each function's deployable source and zip under build/functions/."""
     session.run(PY, "tools/package_functions.py")
