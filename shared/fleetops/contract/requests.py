@@ -103,7 +103,7 @@ class InstanceRequested(BaseModel):
         # Firestore reserves field names like `__name__`: such a label could never be saved.
         reserved = [k for k in value if k.startswith("__") and k.endswith("__")]
         if reserved:
-            raise ValueError(f"label key {reserved[0]!r} is reserved (no __name__-style keys)")
+            raise ValueError(f"the key {reserved[0]!r} is reserved")
         return value
 
     @model_validator(mode="after")
