@@ -157,7 +157,6 @@ class LocalStack:
         child_env_extra = {
             "FLEETOPS_WAIT_TIMEOUT_SECONDS": os.environ.get("FLEETOPS_WAIT_TIMEOUT_SECONDS", "15"),
             "FLEETOPS_FAULTS_DIR": str((self.state_dir / "faults").resolve()),
-            "FLEETOPS_DASHBOARD_VIEWER_TOKEN": tokens.viewer.token,
         }
         child_env = {**os.environ, **self.env, **child_env_extra, "PYTHONUNBUFFERED": "1"}
         # Never the real credentials when talking to emulators.
