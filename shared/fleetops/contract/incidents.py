@@ -63,13 +63,12 @@ def incident_from_notification(body: Any) -> Incident:
 
 
 def _first_label(incident: dict[str, Any], name: str) -> str | None:
-    metadata = incident.get("metadata") or {}
+    metadata = incident.get("metadata")
+    resource = incident.get("resource")
     places = [
         metadata.get("user_labels") if isinstance(metadata, dict) else None,
         incident.get("policy_user_labels"),
-        (incident.get("resource") or {}).get("labels")
-        if isinstance(incident.get("resource"), dict)
-        else None,
+        resource.get("labels") if isinstance(resource, dict) else None,
     ]
     for labels in places:
         if isinstance(labels, dict) and labels.get(name):
@@ -79,7 +78,10 @@ def _first_label(incident: dict[str, Any], name: str) -> str | None:
 
 def _epoch(value: Any) -> datetime | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value, tz=UTC)
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     return None
 
 

@@ -37,6 +37,8 @@ class PubsubMessage:
         `source` is the CloudEvent source functions-framework derives from the
         push path (`//pubsub.googleapis.com/projects/P/topics/T`).
         """
+        if not isinstance(payload, Mapping):
+            raise MalformedEvent("malformed-push", "the push body is not a JSON object")
         message = payload.get("message")
         if not isinstance(message, Mapping):
             raise MalformedEvent("malformed-push", "the push body has no 'message' object")
@@ -78,11 +80,12 @@ def parse_time(value: str) -> datetime | None:
         text = f"{head}.{digits[:6]}{tail}"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # Year 1 or 9999 with an offset cannot be moved to UTC: not a usable time.
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def format_time(value: datetime) -> str:
