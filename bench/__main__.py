@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import report
+from bench import env, report
 from bench.report import Row
 
 NAMES = ("throughput", "cost", "rollout", "coldstart", "memory")
@@ -36,6 +36,9 @@ class Sizes:
     cold_rounds: int
     memory_requests: int
     memory_window: float
+    # Unmeasured messages per path before the bursts, so the emulators' JIT is warm.
+    jit_warmup: int
+    memory_idle_wait: float
 
 
 FULL = Sizes(
@@ -48,17 +51,21 @@ FULL = Sizes(
     cold_rounds=3,
     memory_requests=300,
     memory_window=30,
+    jit_warmup=300,
+    memory_idle_wait=5,
 )
 QUICK = Sizes(
-    messages=200,
+    messages=150,
     rounds=1,
-    alert_deadline=15,
-    latency_seconds=3,
+    alert_deadline=10,
+    latency_seconds=2,
     cost_units=5,
     rollout_instances=10_000,
     cold_rounds=1,
     memory_requests=100,
-    memory_window=10,
+    memory_window=6,
+    jit_warmup=0,
+    memory_idle_wait=2,
 )
 
 
@@ -87,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     failed = False
     with tempfile.TemporaryDirectory(prefix="fleetops-bench-") as tmp:
-        from bench import env
-
         bench = env.Bench(Path(tmp) / "logs")
         try:
             if any(n in ON_EMULATORS for n in chosen):
@@ -123,12 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _steps(
-    bench: object, sizes: Sizes, tmp: Path, say: Callable[[str], None]
+    bench: env.Bench, sizes: Sizes, tmp: Path, say: Callable[[str], None]
 ) -> dict[str, Callable[[], list[Row]]]:
     from bench import coldstart, cost, memory, rollout, throughput
-    from bench.env import Bench
 
-    assert isinstance(bench, Bench)
     return {
         "throughput": lambda: throughput.run(
             bench,
@@ -136,13 +139,18 @@ def _steps(
             rounds=sizes.rounds,
             latency_seconds=sizes.latency_seconds,
             alert_deadline=sizes.alert_deadline,
+            jit_warmup=sizes.jit_warmup,
             say=say,
         ),
         "cost": lambda: cost.run(bench, units=sizes.cost_units, say=say),
         "rollout": lambda: rollout.run(bench, instances=sizes.rollout_instances, say=say),
         "coldstart": lambda: coldstart.run(bench, rounds=sizes.cold_rounds, state_dir=tmp, say=say),
         "memory": lambda: memory.run(
-            instances=10, requests=sizes.memory_requests, window=sizes.memory_window, say=say
+            instances=10,
+            requests=sizes.memory_requests,
+            window=sizes.memory_window,
+            idle_wait=sizes.memory_idle_wait,
+            say=say,
         ),
     }
 

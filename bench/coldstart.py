@@ -188,7 +188,7 @@ def cold_start(bench: env.Bench, manifest: env.Manifest, fixture: Fixture) -> di
             }
         return {"ok": False, "error": "timeout", "attempts": attempts}
     finally:
-        bench.stop_function(function)
+        bench.stop_function(function, graceful=False)
 
 
 _IMPORT_PROBE = r"""

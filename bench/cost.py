@@ -248,9 +248,31 @@ def _time_requests(bench: env.Bench, units: int, say: Callable[[str], None]) -> 
         "transaction_ms": round(timed_store.seconds / count * 1000, 2),
         "publish_ms": round(timed_publisher.seconds / count * 1000, 2),
         "decode_ms": round(decode / count * 1000, 3),
+        "baseline_ms": round(_baseline_transaction(store.client, count) * 1000, 2),
     }
     say(f"  cost: request timing {result}")
     return result
+
+
+def _baseline_transaction(db: Any, count: int) -> float:
+    """Seconds per transaction of the baseline function's kind: one read, one write."""
+    from google.cloud import firestore
+
+    def one(ref: Any) -> None:
+        @firestore.transactional
+        def record(transaction: Any) -> None:
+            if not ref.get(transaction=transaction).exists:
+                transaction.set(ref, {"handled_at": firestore.SERVER_TIMESTAMP})
+
+        record(db.transaction())
+
+    collection = db.collection("bench_baseline")
+    for n in range(count):
+        one(collection.document(f"warm-{n}"))
+    began = time.perf_counter()
+    for n in range(count):
+        one(collection.document(f"timed-{n}"))
+    return (time.perf_counter() - began) / count
 
 
 def _value(per: Mapping[str, float]) -> str:
@@ -332,9 +354,10 @@ def _rows(
         ),
         Row(
             "firestore cost",
-            "one request, sequential: total / tx / publish / decode",
+            "one request, sequential: total / tx / publish / decode (baseline tx)",
             f"{timing['total_ms']:.1f} / {timing['transaction_ms']:.1f} / "
-            f"{timing['publish_ms']:.1f} / {timing['decode_ms']:.2f} ms",
+            f"{timing['publish_ms']:.1f} / {timing['decode_ms']:.2f} ms "
+            f"({timing['baseline_ms']:.1f} ms)",
             data=dict(timing),
         ),
     ]

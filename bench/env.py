@@ -7,8 +7,10 @@ through the usual environment variables, set once by `Bench.start`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -173,15 +175,30 @@ class Bench:
             child.wait_ready(timeout=60)
         return Function(manifest, port, child)
 
-    def stop_function(self, function: Function) -> None:
-        function.child.stop()
+    def stop_function(self, function: Function, *, graceful: bool = True) -> None:
+        popen = function.child.popen
+        if graceful or popen is None:
+            function.child.stop()
+        else:
+            # A process measured only for its start: no need to wait for gunicorn's shutdown.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(timeout=30)
         if function.child in self.children:
             self.children.remove(function.child)
 
-    def reset_firestore(self, project: str) -> None:
+    def reset_firestore(self, project: str, attempts: int = 15) -> None:
         from fleetops.local import emulators
 
-        emulators.reset_firestore(self.firestore_host, project, timeout=120)
+        for attempt in range(attempts):
+            try:
+                emulators.reset_firestore(self.firestore_host, project, timeout=120)
+                return
+            except emulators.EmulatorError:
+                # Handlers still in flight hold locks; the emulator refuses with a lock timeout.
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1)
 
 
 def new_project(prefix: str) -> str:

@@ -196,7 +196,7 @@ def pointed_at(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _load(stack: StackProcess, requests: int, instances: int) -> Any:
+def _load(stack: StackProcess, requests: int, instances: int) -> None:
     from fleetops.contract.names import TOPIC_REQUESTS
     from fleetops.contract.pubsub import encode_binary
     from fleetops.contract.requests import new_request_event
@@ -204,7 +204,6 @@ def _load(stack: StackProcess, requests: int, instances: int) -> Any:
     local = stack.local_env
     with pointed_at(local):
         publisher = env.Publisher(local["GOOGLE_CLOUD_PROJECT"])
-        db = env.firestore_client(local["GOOGLE_CLOUD_PROJECT"])
     futures = []
     for n in range(requests):
         event = new_request_event(
@@ -217,18 +216,24 @@ def _load(stack: StackProcess, requests: int, instances: int) -> Any:
     for future in futures:
         future.result(timeout=60)
     publisher.close()
-    return db
 
 
-def _finished(db: Any) -> int:
+def _operations(db: Any) -> tuple[int, int]:
+    """(recorded, succeeded) operations."""
     from google.cloud.firestore import FieldFilter
 
-    query = db.collection("operations").where(filter=FieldFilter("status", "==", "succeeded"))
-    return int(query.count().get()[0][0].value)
+    every = db.collection("operations")
+    succeeded = every.where(filter=FieldFilter("status", "==", "succeeded"))
+    return int(every.count().get()[0][0].value), int(succeeded.count().get()[0][0].value)
 
 
 def run(
-    *, instances: int, requests: int, window: float, say: Callable[[str], None] = print
+    *,
+    instances: int,
+    requests: int,
+    window: float,
+    idle_wait: float = 5.0,
+    say: Callable[[str], None] = print,
 ) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="fleetops-bench-") as tmp:
         stack = StackProcess(Path(tmp), instances)
@@ -236,25 +241,33 @@ def run(
         try:
             ready_in = stack.wait_ready(timeout=240)
             say(f"  memory: fleetops up --instances {instances} ready in {ready_in:.1f}s")
-            time.sleep(5)
+            time.sleep(idle_wait)
             idle = max((sample(stack) for _ in range(3)), key=lambda s: s.total_rss)
             say(f"  memory: idle {idle.total_rss / MB:.0f} MB RSS")
-            db = _load(stack, requests, instances)
-            before = _finished(db)
-            samples = []
+            with pointed_at(stack.local_env):
+                db = env.firestore_client(stack.local_env["GOOGLE_CLOUD_PROJECT"])
+            recorded_before, done_before = _operations(db)
             began = time.monotonic()
+            _load(stack, requests, instances)
+            samples = []
             while time.monotonic() - began < window:
                 samples.append(sample(stack))
                 time.sleep(0.5)
-            done = _finished(db) - before
-            say(f"  memory: {done} of {requests} restarts finished in the {window:.0f}s window")
+            recorded_after, done_after = _operations(db)
+            recorded, done = recorded_after - recorded_before, done_after - done_before
+            say(
+                f"  memory: of {requests} restarts, {recorded} recorded and {done} finished "
+                f"in the {window:.0f}s window"
+            )
         finally:
             stack.stop()
     loaded = max(samples, key=lambda s: s.total_rss)
     peak_by_role = {
         name: max(s.rss.get(name, 0) for s in samples) for name in {*idle.rss, *loaded.rss}
     }
-    return _rows(idle, loaded, peak_by_role, instances, requests, done, window, ready_in)
+    return _rows(
+        idle, loaded, peak_by_role, instances, requests, (recorded, done), window, ready_in
+    )
 
 
 def _rows(
@@ -263,10 +276,11 @@ def _rows(
     peak_by_role: dict[str, int],
     instances: int,
     requests: int,
-    done: int,
+    progress: tuple[int, int],
     window: float,
     ready_in: float,
 ) -> list[Row]:
+    recorded, done = progress
     name = f"fleetops up --instances {instances}"
     target = f"< {TARGET_MB / 1000:g} GB"
     rows = [
@@ -283,10 +297,17 @@ def _rows(
             "memory",
             f"{name}: {requests} restarts (peak RSS sum)",
             f"{loaded.total_rss / MB:,.0f} MB in {sum(loaded.count.values())} processes "
-            f"(PSS {loaded.total_pss / MB:,.0f} MB); {done} done in {window:.0f} s",
+            f"(PSS {loaded.total_pss / MB:,.0f} MB); {recorded} recorded, {done} done in "
+            f"{window:.0f} s",
             target,
             loaded.total_rss / MB < TARGET_MB,
-            data={"rss": loaded.rss, "pss": loaded.pss, "count": loaded.count, "finished": done},
+            data={
+                "rss": loaded.rss,
+                "pss": loaded.pss,
+                "count": loaded.count,
+                "recorded": recorded,
+                "finished": done,
+            },
         ),
     ]
     for role_name in sorted(peak_by_role, key=lambda r: -peak_by_role[r]):

@@ -56,7 +56,7 @@ def test_burst_survives_a_frozen_pubsub_emulator(client: StackClient) -> None:
         f"\nemulator frozen {PAUSE_SECONDS:.0f}s ({stopped_for:.1f}s into the burst); "
         f"{len(taken)} publishes acknowledged, {len(refused)} refused"
     )
-    ops, letters = client.wait_finished(taken, began + (900 if FULL else 480))
+    ops, letters = client.wait_finished(taken, began + (900 if FULL else 480), tick_every=60)
     print(f"settled in {time.monotonic() - began:.0f}s")
 
     lost = [s.event_id for s in taken if not ops.get(s.event_id)]
