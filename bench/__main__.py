@@ -64,7 +64,7 @@ QUICK = Sizes(
     cold_rounds=1,
     memory_requests=100,
     memory_window=6,
-    jit_warmup=0,
+    jit_warmup=150,
     memory_idle_wait=2,
 )
 

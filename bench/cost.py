@@ -249,6 +249,7 @@ def _time_requests(bench: env.Bench, units: int, say: Callable[[str], None]) -> 
         "publish_ms": round(timed_publisher.seconds / count * 1000, 2),
         "decode_ms": round(decode / count * 1000, 3),
         "baseline_ms": round(_baseline_transaction(store.client, count) * 1000, 2),
+        **_publish_latency(project, count),
     }
     say(f"  cost: request timing {result}")
     return result
@@ -273,6 +274,31 @@ def _baseline_transaction(db: Any, count: int) -> float:
     for n in range(count):
         one(collection.document(f"timed-{n}"))
     return (time.perf_counter() - began) / count
+
+
+def _publish_latency(project: str, count: int) -> dict[str, float]:
+    """Milliseconds per publish-and-wait, with fleetops' batching delay and with none."""
+    from google.cloud import pubsub_v1
+
+    from fleetops.contract.names import TOPIC_EVENTS
+
+    topic = f"projects/{project}/topics/{TOPIC_EVENTS}"
+    # The first is what `adapters/pubsub_publisher.py` configures.
+    settings = {
+        "publish_batched_ms": pubsub_v1.types.BatchSettings(max_latency=0.005),
+        "publish_unbatched_ms": pubsub_v1.types.BatchSettings(max_messages=1),
+    }
+    result = {}
+    for name, batch in settings.items():
+        client = pubsub_v1.PublisherClient(batch_settings=batch)
+        for _ in range(count // 4):
+            client.publish(topic, b"{}").result(timeout=30)
+        began = time.perf_counter()
+        for _ in range(count):
+            client.publish(topic, b"{}").result(timeout=30)
+        result[name] = round((time.perf_counter() - began) / count * 1000, 2)
+        client.stop()
+    return result
 
 
 def _value(per: Mapping[str, float]) -> str:
@@ -358,6 +384,12 @@ def _rows(
             f"{timing['total_ms']:.1f} / {timing['transaction_ms']:.1f} / "
             f"{timing['publish_ms']:.1f} / {timing['decode_ms']:.2f} ms "
             f"({timing['baseline_ms']:.1f} ms)",
+            data=dict(timing),
+        ),
+        Row(
+            "firestore cost",
+            "one publish-and-wait: batched (5 ms delay) / unbatched",
+            f"{timing['publish_batched_ms']:.1f} / {timing['publish_unbatched_ms']:.1f} ms",
             data=dict(timing),
         ),
     ]

@@ -273,6 +273,11 @@ def intervals_overlap(ops: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]
 
 
 def describe(ops: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(
-        f"{o['id']} {o.get('status')} {o.get('error') or ''}".strip() for o in ops[:10]
+    """How many in each status, then the first few."""
+    statuses: dict[str, int] = {}
+    for o in ops:
+        statuses[str(o.get("status"))] = statuses.get(str(o.get("status")), 0) + 1
+    first = "; ".join(
+        f"{o['id']} {o.get('status')} {o.get('error') or ''}".strip() for o in ops[:5]
     )
+    return f"{statuses}: {first}"
