@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -19,6 +19,8 @@ from fleetops.domain.model import (
 T = TypeVar("T")
 # (field, "==", value): equality is all the queries here need.
 Filter = tuple[str, str, Any]
+# What every Instance has: a projection of instances always reads these.
+INSTANCE_FIELDS_ALWAYS = ("state", "created_at", "updated_at")
 
 
 class StateTransaction(Protocol):
@@ -51,6 +53,11 @@ class StateTransaction(Protocol):
     # Plain documents by path ("automation/settings", "instances/x/incidents/y"),
     # for state that has no domain type of its own in the store.
     def get_document(self, path: str) -> dict[str, Any] | None: ...
+
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Documents by path (any collection, `instances/x` too) in one round trip,
+        in the order asked; None for a document that does not exist."""
+        ...
 
     def put_document(self, path: str, doc: Mapping[str, Any]) -> None: ...
 
@@ -86,7 +93,13 @@ class StateStore(Protocol):
 
     def get_operation(self, operation_id: str) -> Operation | None: ...
 
-    def list_instances(self, *, include_deleted: bool = False) -> list[Instance]: ...
+    def list_instances(
+        self, *, include_deleted: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Instance]:
+        """Sorted by id. With `fields`, a projection: only those fields (and
+        `INSTANCE_FIELDS_ALWAYS`) are read, and the rest of each Instance keeps its
+        default; for a caller that reads nothing else, over a large fleet."""
+        ...
 
     def list_operations(
         self,
@@ -107,6 +120,19 @@ class StateStore(Protocol):
         ...
 
     def get_document(self, path: str) -> dict[str, Any] | None: ...
+
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Documents by path in one round trip, in the order asked; None where missing."""
+        ...
+
+    def count_live_instances(self) -> int:
+        """Instances that are not deleted (a count query, never a counter document)."""
+        ...
+
+    def count_documents_since(self, collection_path: str, field: str, since: datetime) -> int:
+        """Documents of one collection whose time `field` is at or after `since`: a count
+        aggregation, so its cost does not grow with the documents it counts."""
+        ...
 
     def list_documents(
         self, collection_path: str, *, order_by: str | None = None, limit: int = 50
@@ -231,3 +257,40 @@ __all__ = [
     "StateStore",
     "StateTransaction",
 ]
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One Cloud Scheduler job (or the local scheduler's), as `fleetops maintenance status`
+    shows it."""
+
+    id: str
+    name: str
+    description: str
+    schedule: str
+    time_zone: str
+    state: str
+    topic: str | None
+    next_run: datetime | None
+    last_attempt: datetime | None
+    # None when the last attempt succeeded or there was none.
+    last_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SchedulerJobs(Protocol):
+    """Cloud Scheduler's jobs (or the local scheduler's) in fleetops' location."""
+
+    def list_jobs(self) -> list[ScheduledJob]: ...
+
+    def pause_job(self, job: str) -> ScheduledJob:
+        """Pausing a paused job is not an error."""
+        ...
+
+    def resume_job(self, job: str) -> ScheduledJob:
+        """Resuming an enabled job is not an error."""
+        ...
+
+    def run_job(self, job: str) -> ScheduledJob: ...

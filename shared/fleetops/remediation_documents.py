@@ -17,6 +17,9 @@ from fleetops.domain.remediation import (
 
 SETTINGS_PATH = "automation/settings"
 CIRCUIT_PATH = "automation/circuit"
+STATES = "remediation"
+# Counted by the circuit breaker (a count aggregation over `remediation/*`).
+LAST_INCIDENT_AT = "last_incident_at"
 
 _LIMIT_SECONDS = ("cap_window", "cooldown", "flap_window", "circuit_window")
 _LIMIT_NUMBERS = (
@@ -30,7 +33,19 @@ SETTING_NAMES = (*_LIMIT_NUMBERS, *(f"{name}_seconds" for name in _LIMIT_SECONDS
 
 
 def state_path(instance: str) -> str:
-    return f"remediation/{instance}"
+    return f"{STATES}/{instance}"
+
+
+def slot_path(slot: int) -> str:
+    return f"remediation_slots/{slot}"
+
+
+def playbook_path(name: str) -> str:
+    return f"playbooks/{name}"
+
+
+def incident_path(instance: str, incident: str) -> str:
+    return f"instances/{instance}/incidents/{incident}"
 
 
 def settings_from_doc(doc: Mapping[str, Any] | None) -> AutomationSettings:
@@ -109,6 +124,7 @@ def state_from_doc(instance: str, doc: Mapping[str, Any] | None) -> RemediationS
         ),
         playbook=str(doc.get("playbook") or "default"),
         last_verdict=doc.get("last_verdict"),
+        last_incident_at=_time(doc.get(LAST_INCIDENT_AT)),
     )
 
 
@@ -132,4 +148,5 @@ def state_to_doc(state: RemediationState) -> dict[str, Any]:
         ],
         "playbook": state.playbook,
         "last_verdict": state.last_verdict,
+        LAST_INCIDENT_AT: state.last_incident_at,
     }

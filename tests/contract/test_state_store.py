@@ -198,3 +198,121 @@ def test_concurrent_transactions_on_one_document_lose_no_update(store: StateStor
     found = store.get_instance("acme-prod")
     assert found is not None
     assert set(found.labels) == {"l0", "l1"}
+
+
+INSTANCE_FIELDS = (
+    "customer",
+    "region",
+    "size",
+    "version",
+    "labels",
+    "maintenance_window",
+    "endpoint",
+    "state",
+    "health",
+    "active_operation",
+    "lease_token",
+    "lease_expires_at",
+    "latest_snapshot",
+    "created_at",
+    "updated_at",
+)
+
+
+def test_a_projection_of_instances_reads_only_the_fields_asked(store: StateStore) -> None:
+    leased = an_instance(
+        id="acme-test",
+        labels=frozen_map({"ring": "canary", "tier": "gold"}),
+        active_operation="op-9",
+        lease_token=7,
+        lease_expires_at=T0 + timedelta(minutes=5),
+    )
+    put(store, an_instance(), leased, an_instance(id="gone", state=InstanceState.DELETED))
+    # Every field asked: the same instances as the whole documents, value for value.
+    assert store.list_instances(fields=INSTANCE_FIELDS) == store.list_instances()
+    found = store.list_instances(fields=("version", "labels"))
+    assert [i.id for i in found] == ["acme-prod", "acme-test"]
+    projected = found[1]
+    assert (projected.state, projected.version, projected.labels) == (
+        InstanceState.RUNNING,
+        "5.2.1",
+        {"ring": "canary", "tier": "gold"},
+    )
+    assert (projected.created_at, projected.updated_at) == (T0, T0)
+    # What was not asked keeps its default.
+    assert projected.region is None
+    assert projected.maintenance_window is None
+    assert projected.lease_token == 0
+    assert projected.active_operation is None
+    deleted = store.list_instances(include_deleted=True, fields=("version",))
+    assert [i.id for i in deleted] == ["acme-prod", "acme-test", "gone"]
+
+
+def test_many_documents_are_all_written_across_batches(store: StateStore) -> None:
+    items = [(f"rollouts/r-2/targets/t-{n:04d}", {"n": n, "at": T0}) for n in range(1_201)]
+    items.append(("rollouts/r-2", {"status": "running"}))
+    store.write_documents(items)
+    assert store.count_documents("rollouts/r-2/targets", []) == 1_201
+    assert store.get_document("rollouts/r-2/targets/t-0600") == {"n": 600, "at": T0}
+    assert store.get_document("rollouts/r-2") == {"status": "running"}
+
+
+def test_documents_by_path_come_in_one_call_in_the_order_asked(store: StateStore) -> None:
+    event = ProcessedEvent("k1", "//s", "e1", "t", "op-1", T0)
+    put(store, an_instance(), event)
+    store.transact(lambda tx: tx.put_document("remediation/acme-prod", {"attempt": 2}))
+    paths = [
+        "remediation/acme-prod",
+        "instances/acme-prod",
+        "remediation/nobody",
+        "processed_events/k1",
+        "instances/acme-prod",
+    ]
+
+    def read(tx: StateTransaction) -> list[dict[str, Any] | None]:
+        return tx.get_documents(paths)
+
+    for found in (store.transact(read), store.get_documents(paths)):
+        state, instance, missing, key, again = found
+        assert state == {"attempt": 2}
+        assert instance is not None
+        assert instance["customer"] == "Acme"
+        assert again == instance
+        assert missing is None
+        assert key is not None
+        assert key["operation"] == "op-1"
+    assert store.get_documents([]) == []
+
+
+def test_reading_several_documents_after_writing_is_refused(store: StateStore) -> None:
+    def misuse(tx: StateTransaction) -> None:
+        tx.put_document("remediation/acme-prod", {"attempt": 1})
+        tx.get_documents(["instances/acme-prod"])
+
+    with pytest.raises(RuntimeError, match="read after write"):
+        store.transact(misuse)
+
+
+def test_counts_outside_a_transaction(store: StateStore) -> None:
+    put(
+        store,
+        an_instance(),
+        an_instance(id="other"),
+        an_instance(id="gone", state=InstanceState.DELETED),
+    )
+
+    def states(tx: StateTransaction) -> None:
+        tx.put_document("remediation/a", {"last_incident_at": T0 - timedelta(minutes=11)})
+        tx.put_document("remediation/b", {"last_incident_at": T0 - timedelta(minutes=10)})
+        tx.put_document("remediation/c", {"last_incident_at": T0})
+        tx.put_document("remediation/d", {"last_incident_at": None})
+        tx.put_document("remediation/e", {"attempt": 1})
+        tx.put_document("elsewhere/f", {"last_incident_at": T0})
+
+    store.transact(states)
+    assert store.count_live_instances() == 2
+    since = T0 - timedelta(minutes=10)
+    assert store.count_documents_since("remediation", "last_incident_at", since) == 2
+    assert store.count_documents_since("remediation", "last_incident_at", T0) == 1
+    later = T0 + timedelta(seconds=1)
+    assert store.count_documents_since("remediation", "last_incident_at", later) == 0

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from fleetops.contract.errors import InvalidRequest
 from fleetops.contract.names import TOPIC_EVENTS
 from fleetops.domain.model import Health, Origin
+from fleetops.domain.remediation import Incident
 from fleetops.services import automation
+from fleetops.services.alerts import handle_incident, recheck
 from tests.helpers import FakeFleet
 
 
@@ -142,7 +146,7 @@ def test_flapping_is_escalated_not_remediated() -> None:
     fleet.alert("inst-1", "flap-4")
     assert verdicts(fleet, "inst-1")[-1] == "flapping"
     assert len(remediations(fleet, "inst-1")) == 4
-    assert escalations(fleet)[0]["reason"].startswith("flapping")  # type: ignore[union-attr]
+    assert str(escalations(fleet)[0]["reason"]).startswith("flapping")
 
 
 def test_flaps_outside_the_window_do_not_count() -> None:
@@ -263,3 +267,133 @@ def test_a_playbook_is_data() -> None:
     handle_alert_message(PubsubMessage(json.dumps(body).encode(), {}, "m1"), fleet.alert_deps)
     fleet.drain()
     assert remediations(fleet, "inst-1") == ["snapshot"]
+
+
+def test_an_alert_is_one_transaction_even_when_it_acts() -> None:
+    fleet = fleet_of(10)
+    before = fleet.store.transactions
+    fleet.alert("inst-1", "inc-1")
+    assert fleet.store.transactions == before + 1
+    assert verdicts(fleet, "inst-1") == ["acted"]
+    [op] = [
+        o for o in fleet.store.list_operations(instance="inst-1") if o.origin is Origin.REMEDIATION
+    ]
+    assert op.status.value == "running"
+    instance = fleet.store.get_instance("inst-1")
+    assert instance is not None
+    # The health change and the remediation's lease, written by the same transaction.
+    assert (instance.health, instance.active_operation) == (Health.UNHEALTHY, op.id)
+    assert fleet.store.get_document("remediation_slots/0") == {
+        "operation": op.id,
+        "instance": "inst-1",
+        "taken_at": fleet.clock.now(),
+    }
+
+
+def test_the_circuit_counts_an_instance_once_however_many_incidents_it_had() -> None:
+    fleet = fleet_of(10)  # opens when more than 2 instances had incidents
+    fleet.set_limit("cooldown_seconds", 0)
+    for n in range(3):
+        fleet.alert("inst-1", f"inc-{n}")
+        fleet.alert("inst-1", f"inc-{n}", "closed")
+    fleet.alert("inst-2", "inc-a")
+    assert not automation.status(fleet.store).circuit.open
+    fleet.alert("inst-3", "inc-b")
+    assert automation.status(fleet.store).circuit.open
+
+
+def test_incidents_older_than_the_circuit_window_do_not_count() -> None:
+    fleet = fleet_of(10)
+    fleet.alert("inst-1", "inc-1")
+    fleet.drain()
+    fleet.alert("inst-2", "inc-2")
+    fleet.drain()
+    fleet.clock.advance(timedelta(minutes=10, seconds=1))
+    fleet.alert("inst-3", "inc-3")
+    assert not automation.status(fleet.store).circuit.open
+    assert verdicts(fleet, "inst-3") == ["acted"]
+
+
+class _Meddling:
+    """A store that lets something else commit between the fleet-wide reads and the
+    alert's first transaction, as a concurrent alert would."""
+
+    def __init__(self, store: Any, meddle: Any) -> None:
+        self._store = store
+        self._meddle = meddle
+        self.transactions = 0
+
+    def transact(self, fn: Any) -> Any:
+        self.transactions += 1
+        if self._meddle is not None:
+            meddle, self._meddle = self._meddle, None
+            meddle()
+        return self._store.transact(fn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_slot_taken_after_it_was_read_sends_the_alert_back_to_read_again() -> None:
+    fleet = fleet_of(10)  # one slot
+    taken = fleet.request({"instance": "inst-9", "action": "restart"}).operation
+
+    def take_the_slot() -> None:
+        fleet.store.transact(
+            lambda tx: tx.put_document("remediation_slots/0", {"operation": taken})
+        )
+
+    store = _Meddling(fleet.store, take_the_slot)
+    deps = replace(fleet.alert_deps, store=store)
+    handle_incident(_incident("inst-1", "inc-1", fleet), deps)
+    # The first transaction found the slot changed and wrote nothing; the second waits.
+    assert store.transactions == 2
+    assert verdicts(fleet, "inst-1") == ["waiting"]
+    assert remediations(fleet, "inst-1") == []
+    assert fleet.store.get_document("remediation_slots/0") == {"operation": taken}
+
+
+def test_a_circuit_opened_after_it_was_read_is_not_opened_twice() -> None:
+    fleet = fleet_of(10)
+    fleet.alert("inst-1", "inc-1")
+    fleet.alert("inst-2", "inc-2")
+
+    def open_it() -> None:
+        fleet.alert("inst-3", "inc-3")
+
+    store = _Meddling(fleet.store, None)
+    deps = replace(fleet.alert_deps, store=store)
+    # Read the fleet's facts, then let inst-3 open the circuit before the transaction.
+    store._meddle = open_it
+    handle_incident(_incident("inst-4", "inc-4", fleet), deps)
+    assert verdicts(fleet, "inst-3") == ["circuit_open"]
+    assert verdicts(fleet, "inst-4") == ["circuit_open"]
+    assert len([e for e in escalations(fleet) if e["fleet_wide"]]) == 1
+
+
+def test_a_recheck_in_dry_run_plans_its_operation_once() -> None:
+    fleet = fleet_of(3)
+    automation.set_dry_run(fleet.store, True)
+    fleet.alert("inst-1", "inc-1")
+    planned = fleet.store.list_operations(instance="inst-1")
+    for _ in range(3):
+        recheck("inst-1", "inc-1", fleet.alert_deps)
+    assert fleet.store.list_operations(instance="inst-1") == planned
+    assert verdicts(fleet, "inst-1") == ["dry_run"] * 4
+
+
+def test_a_duplicate_delivery_publishes_a_first_step_that_was_lost() -> None:
+    fleet = fleet_of(3)
+    fleet.alert("inst-1", "inc-1")
+    [lost] = fleet.step_messages()  # the function died before this was delivered
+    outcome = fleet.alert("inst-1", "inc-1")
+    assert outcome.detail.startswith("duplicate")
+    [again] = fleet.step_messages()
+    assert (again.data, again.attributes["ce-id"]) == (lost.data, lost.attributes["ce-id"])
+    fleet.run_step(again)
+    fleet.drain()
+    assert fleet.actuator.count("restart", "inst-1") == 1
+
+
+def _incident(instance: str, incident: str, fleet: FakeFleet) -> Incident:
+    return Incident(incident, instance, "open", fleet.clock.now(), None, "", "", None)

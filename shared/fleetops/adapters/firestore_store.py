@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.types import RunQueryRequest, StructuredQuery
 
 from fleetops import documents
 from fleetops.contract.names import (
@@ -16,11 +18,14 @@ from fleetops.contract.names import (
     COLLECTION_PROCESSED_EVENTS,
 )
 from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationStatus, ProcessedEvent
+from fleetops.ports import INSTANCE_FIELDS_ALWAYS
 
 T = TypeVar("T")
 SUBCOLLECTION_HISTORY = "history"
 SUBCOLLECTION_INCIDENTS = "incidents"
 BATCH_LIMIT = 500
+# Batches committing at once while the next ones are encoded.
+WRITERS = 4
 PROCESSED_EVENT_TTL = timedelta(days=30)
 # Contention on one instance's documents is short; a few more attempts than the default 5.
 MAX_TRANSACTION_ATTEMPTS = 10
@@ -56,13 +61,24 @@ class FirestoreStateStore:
         self.counters.reads += 1
         return documents.operation_from_doc(snap.id, snap.to_dict() or {}) if snap.exists else None
 
-    def list_instances(self, *, include_deleted: bool = False) -> list[Instance]:
+    def list_instances(
+        self, *, include_deleted: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Instance]:
         found = []
-        for snap in self._db.collection(COLLECTION_INSTANCES).stream():
-            self.counters.reads += 1
-            instance = documents.instance_from_doc(snap.id, snap.to_dict() or {})
-            if include_deleted or instance.exists:
-                found.append(instance)
+        if fields is None:
+            for snap in self._db.collection(COLLECTION_INSTANCES).stream():
+                self.counters.reads += 1
+                instance = documents.instance_from_doc(snap.id, snap.to_dict() or {})
+                if include_deleted or instance.exists:
+                    found.append(instance)
+        else:
+            for doc_id, doc in _projection(
+                self._db, COLLECTION_INSTANCES, sorted({*fields, *INSTANCE_FIELDS_ALWAYS})
+            ):
+                self.counters.reads += 1
+                instance = documents.instance_from_doc(doc_id, doc)
+                if include_deleted or instance.exists:
+                    found.append(instance)
         return sorted(found, key=lambda i: i.id)
 
     def list_operations(
@@ -120,6 +136,25 @@ class FirestoreStateStore:
         self.counters.reads += 1
         return snap.to_dict() if snap.exists else None
 
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        return _get_all(self._db, paths, None, self.counters)
+
+    def count_live_instances(self) -> int:
+        query: Any = self._db.collection(COLLECTION_INSTANCES).where(
+            filter=firestore.FieldFilter("state", "!=", "deleted")
+        )
+        result = query.count().get()
+        self.counters.reads += 1
+        return int(result[0][0].value)
+
+    def count_documents_since(self, collection_path: str, field: str, since: datetime) -> int:
+        query: Any = self._db.collection(collection_path).where(
+            filter=firestore.FieldFilter(field, ">=", since)
+        )
+        result = query.count().get()
+        self.counters.reads += 1
+        return int(result[0][0].value)
+
     def list_documents(
         self, collection_path: str, *, order_by: str | None = None, limit: int = 50
     ) -> list[tuple[str, dict[str, Any]]]:
@@ -148,12 +183,90 @@ class FirestoreStateStore:
         return int(result[0][0].value)
 
     def write_documents(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Batches of 500, a few committing at once; the last batch commits after every
+        other has, so the last item exists only once all the others do."""
+        batches = []
         for start in range(0, len(items), BATCH_LIMIT):
             batch = self._db.batch()
             for path, doc in items[start : start + BATCH_LIMIT]:
                 batch.set(self._db.document(path), dict(doc))
-                self.counters.writes += 1
-            batch.commit()
+            batches.append(batch)
+        if not batches:
+            return
+        *first, last = batches
+        if first:
+            # Encoding the next batch overlaps the emulator's (or server's) commit of
+            # the previous ones: a large plan is written in well under half the time.
+            with ThreadPoolExecutor(WRITERS, thread_name_prefix="fleetops-writer") as pool:
+                for done in [pool.submit(b.commit) for b in first]:
+                    done.result()
+        last.commit()
+        self.counters.writes += len(items)
+
+
+def _get_all(
+    db: firestore.Client,
+    paths: Sequence[str],
+    transaction: firestore.Transaction | None,
+    counters: OperationCounters,
+) -> list[dict[str, Any] | None]:
+    if not paths:
+        return []
+    refs = {path: db.document(path) for path in paths}
+    found: dict[str, dict[str, Any]] = {}
+    # Snapshots come back in any order, and once per distinct document.
+    for snap in db.get_all(list(refs.values()), transaction=transaction):
+        counters.reads += 1
+        if snap.exists:
+            found[snap.reference.path] = snap.to_dict() or {}
+    return [found.get(refs[path].path) for path in paths]
+
+
+def _projection(
+    db: firestore.Client, collection: str, fields: Sequence[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(id, document with only `fields`) for every document of a top-level collection.
+
+    The library's `select(...).stream()` turns each result into a snapshot (a
+    reference, a decoded copy, another copy for `to_dict`): for 10,000 instances that
+    is three times the CPU of the query itself. Here the query is sent through the
+    client's own API client and each result's values are read from the protobuf.
+    """
+    query = StructuredQuery(
+        select=StructuredQuery.Projection(
+            fields=[StructuredQuery.FieldReference(field_path=f) for f in fields]
+        ),
+        from_=[StructuredQuery.CollectionSelector(collection_id=collection)],
+    )
+    request = RunQueryRequest(parent=f"{db._database_string}/documents", structured_query=query)
+    responses = db._firestore_api.run_query(request=request, metadata=db._rpc_metadata)
+    for response in responses:
+        pb = response._pb
+        if pb.HasField("document"):
+            document = pb.document
+            yield (
+                document.name.rpartition("/")[2],
+                {name: _decoded(value) for name, value in document.fields.items()},
+            )
+
+
+def _decoded(value: Any) -> Any:
+    """A Firestore `Value` protobuf as the library's snapshots would give it."""
+    kind = value.WhichOneof("value_type")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "timestamp_value":
+        return value.timestamp_value.ToDatetime(tzinfo=UTC)
+    if kind == "map_value":
+        return {k: _decoded(v) for k, v in value.map_value.fields.items()}
+    if kind == "array_value":
+        return [_decoded(v) for v in value.array_value.values]
+    if kind == "geo_point_value":
+        return firestore.GeoPoint(value.geo_point_value.latitude, value.geo_point_value.longitude)
+    # Scalars: boolean, integer, double, bytes; a reference as its path.
+    return getattr(value, kind)
 
 
 def _filtered(query: Any, where: Sequence[tuple[str, str, Any]]) -> Any:
@@ -244,6 +357,10 @@ class FirestoreStateTransaction:
         snap = self._db.document(path).get(transaction=self._tx)
         self._counters.reads += 1
         return snap.to_dict() if snap.exists else None
+
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        self._no_reads_after_writes()
+        return _get_all(self._db, paths, self._tx, self._counters)
 
     def put_document(self, path: str, doc: Mapping[str, Any]) -> None:
         self._paths.append((path, dict(doc)))

@@ -28,7 +28,13 @@ from fleetops.domain.model import (
     ProcessedEvent,
     Size,
 )
-from fleetops.ports import ActuationResult, ActuatorError, InstanceSpec, Probe
+from fleetops.ports import (
+    INSTANCE_FIELDS_ALWAYS,
+    ActuationResult,
+    ActuatorError,
+    InstanceSpec,
+    Probe,
+)
 
 T = TypeVar("T")
 HISTORY = "history"
@@ -78,10 +84,17 @@ class InMemoryStateStore:
         doc = self._read(COLLECTION_OPERATIONS, operation_id)
         return documents.operation_from_doc(operation_id, doc) if doc else None
 
-    def list_instances(self, *, include_deleted: bool = False) -> list[Instance]:
+    def list_instances(
+        self, *, include_deleted: bool = False, fields: Sequence[str] | None = None
+    ) -> list[Instance]:
+        # A projection leaves out what it was not asked for, as Firestore's does.
+        kept = None if fields is None else {*fields, *INSTANCE_FIELDS_ALWAYS}
         with self._lock:
             found = [
-                documents.instance_from_doc(i, copy.deepcopy(d))
+                documents.instance_from_doc(
+                    i,
+                    copy.deepcopy(d if kept is None else {k: v for k, v in d.items() if k in kept}),
+                )
                 for i, d in self.docs[COLLECTION_INSTANCES].items()
             ]
         found = [i for i in found if include_deleted or i.exists]
@@ -118,6 +131,28 @@ class InMemoryStateStore:
         with self._lock:
             doc = self.paths.get(path)
             return copy.deepcopy(doc) if doc is not None else None
+
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        with self._lock:
+            return [self._by_path(path) for path in paths]
+
+    def _by_path(self, path: str) -> dict[str, Any] | None:
+        # Instances, operations and keys live in their own maps; the rest by path.
+        collection, _, doc_id = path.partition("/")
+        if collection in self.docs and "/" not in doc_id:
+            return self._read(collection, doc_id)
+        doc = self.paths.get(path)
+        return copy.deepcopy(doc) if doc is not None else None
+
+    def count_live_instances(self) -> int:
+        return len(self.list_instances())
+
+    def count_documents_since(self, collection_path: str, field: str, since: datetime) -> int:
+        return sum(
+            1
+            for _, doc in self.list_documents(collection_path, limit=10**9)
+            if isinstance(doc.get(field), datetime) and doc[field] >= since
+        )
 
     def list_documents(
         self, collection_path: str, *, order_by: str | None = None, limit: int = 50
@@ -212,6 +247,10 @@ class _InMemoryTransaction:
     def get_document(self, path: str) -> dict[str, Any] | None:
         self._check_no_writes()
         return self._store.get_document(path)
+
+    def get_documents(self, paths: Sequence[str]) -> list[dict[str, Any] | None]:
+        self._check_no_writes()
+        return self._store.get_documents(paths)
 
     def put_document(self, path: str, doc: Mapping[str, Any]) -> None:
         self.writes.append((PATH, path, copy.deepcopy(dict(doc))))

@@ -146,6 +146,8 @@ class RemediationState:
     playbook: str = DEFAULT_PLAYBOOK.name
     # The last verdict recorded, so a repeated "waiting" is recorded once.
     last_verdict: str | None = None
+    # When its latest incident opened: the circuit breaker counts instances by this field.
+    last_incident_at: datetime | None = None
 
     def evolve(self, **changes: Any) -> RemediationState:
         return replace(self, **changes)
@@ -165,7 +167,11 @@ class Incident:
 
 @dataclass(frozen=True)
 class AlertFacts:
-    """What the alert handler loaded before deciding."""
+    """What the alert handler loaded before deciding.
+
+    The fleet-wide facts (settings, circuit, fleet size, the count of instances with
+    recent incidents, a free slot) may be a moment older than the instance's own state.
+    """
 
     now: datetime
     instance: Instance
@@ -173,7 +179,9 @@ class AlertFacts:
     settings: AutomationSettings
     circuit: Circuit
     fleet_size: int
-    instances_with_recent_incidents: frozenset[str]
+    # Instances whose latest incident opened at or after `incident_window_start`; this
+    # instance among them if its own state says so.
+    instances_with_recent_incidents: int
     free_slot: int | None
     busy_with: str | None
     playbook: Playbook
@@ -207,6 +215,29 @@ def _recent(times: Sequence[datetime], now: datetime, window: timedelta) -> list
     return [t for t in times if now - t < window]
 
 
+def incident_window_start(limits: Limits, circuit: Circuit, now: datetime) -> datetime:
+    """Incidents opened at or after this count towards opening the circuit."""
+    since = now - limits.circuit_window
+    if circuit.closed_at is not None and circuit.closed_at > since:
+        return circuit.closed_at
+    return since
+
+
+def _other_recent_instances(facts: AlertFacts) -> int:
+    since = incident_window_start(facts.settings.limits, facts.circuit, facts.now)
+    counted = facts.state.last_incident_at is not None and facts.state.last_incident_at >= since
+    return max(0, facts.instances_with_recent_incidents - (1 if counted else 0))
+
+
+def _noted(state: RemediationState, incident: Incident, now: datetime) -> RemediationState:
+    opened = next(
+        (c.opened_at for c in state.cycles if c.incident_id == incident.incident_id),
+        incident.started_at or now,
+    )
+    latest = state.last_incident_at
+    return state.evolve(last_incident_at=opened if latest is None else max(latest, opened))
+
+
 def decide_on_open(incident: Incident, facts: AlertFacts) -> AlertDecision:
     now, limits = facts.now, facts.settings.limits
     state = facts.state
@@ -215,7 +246,7 @@ def decide_on_open(incident: Incident, facts: AlertFacts) -> AlertDecision:
     )
     if not any(c.incident_id == incident.incident_id for c in cycles):
         cycles = (*cycles, IncidentCycle(incident.incident_id, incident.started_at or now))
-    state = state.evolve(open_incident=incident.incident_id, cycles=cycles)
+    state = _noted(state.evolve(open_incident=incident.incident_id, cycles=cycles), incident, now)
 
     if facts.settings.paused:
         by = f" by {facts.settings.paused_by}" if facts.settings.paused_by else ""
@@ -229,11 +260,11 @@ def decide_on_open(incident: Incident, facts: AlertFacts) -> AlertDecision:
             f"{facts.circuit.reason}",
             state,
         )
-    affected = facts.instances_with_recent_incidents | {incident.instance}
+    affected = _other_recent_instances(facts) + 1
     threshold = limits.circuit_threshold(facts.fleet_size)
-    if len(affected) > threshold:
+    if affected > threshold:
         reason = (
-            f"{len(affected)} of {facts.fleet_size} instances had incidents within "
+            f"{affected} of {facts.fleet_size} instances had incidents within "
             f"{_minutes(limits.circuit_window)}: more than {threshold}, so automatic remediation "
             "stops fleet-wide until a person resumes it"
         )
@@ -358,6 +389,7 @@ def decide_on_close(incident: Incident, state: RemediationState, now: datetime) 
         open_incident=None if state.open_incident == incident.incident_id else state.open_incident,
         attempt=0 if state.open_incident in (None, incident.incident_id) else state.attempt,
     )
+    closed = _noted(closed, incident, now)
     return AlertDecision(
         Verdict.HEALED, "the incident closed: the instance is healthy again", closed
     )
