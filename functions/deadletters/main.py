@@ -11,12 +11,14 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from fleetops import log, runtime
-from fleetops.adapters.firestore_dead_letters import default_store
 from fleetops.services.dead_letter_store import record_dead_letter
 
 
 @functions_framework.cloud_event
 def record_dead_letter_event(event: CloudEvent) -> None:
+    # On first use, as every function builds its clients: importing main.py stays cheap.
+    from fleetops.adapters.firestore_dead_letters import default_store
+
     log.configure()
     try:
         source = str(event["source"])

@@ -7,7 +7,8 @@ clients it actually uses, and tests import without credentials.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -145,11 +146,42 @@ def state_store() -> StateStore:
     return FirestoreStateStore(firestore.Client(project=project(), database=database))
 
 
-@cache
-def publisher() -> Publisher:
+class LazyPublisher:
+    """A Publisher that builds the real one on its first publish.
+
+    Most events publish nothing (a tick with nothing to do, a step of a finished
+    operation, a read through the API): they should not pay for importing the
+    Pub/Sub client and opening its channel.
+    """
+
+    def __init__(self, build: Callable[[], Publisher]) -> None:
+        self._build = build
+        self._built: Publisher | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._built is not None
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:
+        built = self._built
+        if built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self._build()
+                built = self._built
+        return built.publish(topic, data, attributes)
+
+
+def _pubsub_publisher() -> Publisher:
     from fleetops.adapters.pubsub_publisher import PubsubPublisher
 
     return PubsubPublisher(project())
+
+
+@cache
+def publisher() -> Publisher:
+    return LazyPublisher(_pubsub_publisher)
 
 
 @cache

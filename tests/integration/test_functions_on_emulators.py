@@ -134,3 +134,32 @@ def test_bad_requests_are_dead_lettered_with_a_reason_and_create_nothing(
     assert dead.attributes["fleetops-original-topic"] == TOPIC_REQUESTS
     assert dead.attributes["fleetops-original-message-id"] == message.message_id
     assert runtime.state_store().list_operations() == []
+
+
+def test_the_publisher_is_built_by_the_first_publish_and_not_before(harness: Harness) -> None:
+    from fleetops.contract.names import EVENT_STEP_READY
+    from fleetops.runtime import LazyPublisher
+
+    message = request_message({"instance": "acme-4", "action": "provision", "version": "1.0.0"})
+    publisher = runtime.publisher()
+    assert isinstance(publisher, LazyPublisher)
+    assert not publisher.built
+    assert harness.push(harness.requests, TOPIC_REQUESTS, message) == 200
+    assert publisher.built
+    [step] = harness.pull("steps")
+    assert step.attributes["ce-type"] == EVENT_STEP_READY
+    [op] = runtime.state_store().list_operations(instance="acme-4")
+    assert json.loads(step.data) == {"operation": op.id, "instance": "acme-4", "step": 0}
+    # A process that only sees a step with nothing left to do never builds one.
+    runtime.publisher.cache_clear()
+    step_message = PubsubMessage(bytes(step.data), dict(step.attributes), step.message_id)
+    done = runtime.state_store().transact(lambda tx: tx.get_operation(op.id))
+    assert done is not None
+    runtime.state_store().transact(
+        lambda tx: tx.put_operation(done.evolve(status=OperationStatus.CANCELLED))
+    )
+    assert harness.push(harness.operations, TOPIC_STEPS, step_message) == 200
+    fresh = runtime.publisher()
+    assert isinstance(fresh, LazyPublisher)
+    assert not fresh.built
+    assert harness.pull("steps") == []

@@ -323,3 +323,21 @@ def test_a_dry_run_of_an_upgrade_plans_every_step_and_touches_nothing(fleet: Fak
     assert all(s.status is StepStatus.SKIPPED for s in op.steps)  # type: ignore[attr-defined]
     assert fleet.actuator.effects == before
     assert fleet.store.get_instance("acme-prod").version == "1.0.0"  # type: ignore[union-attr]
+
+
+def test_a_sweep_of_operations_that_need_nothing_takes_no_transaction(fleet: FakeFleet) -> None:
+    """A busy instance's running and queued operations are looked at without locks."""
+    running = fleet.request({"instance": "acme-prod", "action": "restart"}).operation
+    queued = fleet.request({"instance": "acme-prod", "action": "suspend"}).operation
+    held = fleet.step_messages()  # delivered later: the step has not stalled yet
+    before = fleet.store.transactions
+    instance_before = fleet.store.get_instance("acme-prod")
+    report = fleet.sweep()
+    assert (report.looked_at, report.changed) == (2, 0)
+    assert fleet.store.transactions == before
+    assert fleet.store.get_instance("acme-prod") == instance_before
+    for message in held:
+        fleet.run_step(message)
+    fleet.drain()
+    statuses = [fleet.store.get_operation(i).status for i in (running, queued)]  # type: ignore[union-attr]
+    assert statuses == [OperationStatus.SUCCEEDED, OperationStatus.SUCCEEDED]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from typing import Any
 
 import pytest
 
 from fleetops.contract.errors import InvalidRequest, MalformedEvent
 from fleetops.contract.names import TOPIC_EVENTS, TOPIC_STEPS
 from fleetops.domain.model import InstanceState, OperationStatus, StepStatus
-from tests.helpers import FakeFleet, raw_message
+from tests.helpers import FakeFleet, raw_message, request_message
 
 PROVISION = {"instance": "acme-prod", "action": "provision", "version": "1.0.0"}
 
@@ -157,3 +160,65 @@ def test_a_queued_request_that_no_longer_applies_is_rejected_when_its_turn_comes
     assert late is not None
     assert late.status is OperationStatus.REJECTED
     assert late.error == "instance acme-prod does not exist"
+
+
+class _Recording:
+    """A transaction that notes each read it is asked for."""
+
+    def __init__(self, tx: Any, reads: list[str]) -> None:
+        self._tx = tx
+        self._reads = reads
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("get_") or name.startswith("queued_"):
+            self._reads.append(name)
+        return getattr(self._tx, name)
+
+
+def _recording(fleet: FakeFleet) -> tuple[list[str], Any]:
+    from dataclasses import replace
+
+    reads: list[str] = []
+    store = fleet.store
+
+    class Store:
+        def transact(self, fn: Any) -> Any:
+            return store.transact(lambda tx: fn(_Recording(tx, reads)))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    return reads, replace(fleet.request_deps, store=Store())
+
+
+def test_a_request_reads_its_key_and_its_instance_in_one_round_trip() -> None:
+    from fleetops.services.requests import handle_request_message
+
+    fleet = FakeFleet()
+    fleet.request(PROVISION)
+    fleet.drain()
+    reads, deps = _recording(fleet)
+    before = fleet.store.transactions
+    message = request_message({"instance": "acme-prod", "action": "restart"}, event_id="r-1")
+    handle_request_message(message, deps)
+    assert reads == ["get_documents"]
+    # A duplicate reads its operation too, still in the one transaction.
+    reads.clear()
+    handle_request_message(message, deps)
+    assert reads == ["get_documents", "get_operation"]
+    assert fleet.store.transactions == before + 2
+    assert len(fleet.store.list_operations()) == 2
+
+
+def test_only_parsing_a_request_imports_its_model() -> None:
+    # Remediation, rollouts and the API import this module without parsing requests;
+    # the model (pydantic) is most of what importing it would cost them.
+    code = (
+        "import sys\n"
+        "import fleetops.services.requests\n"
+        "import fleetops.services.rollouts\n"
+        "assert 'fleetops.contract.requests' not in sys.modules\n"
+        "assert 'pydantic' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -260,3 +260,89 @@ def test_selectors_match_labels_and_fields_and_negate() -> None:
     assert matches(other, parse_selector("version=1.0.0,size=small"))
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_selector("nonsense")
+
+
+class _ProjectionOnly:
+    """The fleet's store, but listing instances only as a projection; notes what it read."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.fields: list[Any] = []
+
+    def list_instances(self, **options: Any) -> Any:
+        self.fields.append(options.get("fields"))
+        assert options.get("fields"), "planning must list a projection, not whole instances"
+        return self._store.list_instances(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {},
+        {"region": "europe-west1"},
+        {"customer": "beta"},
+        {"size": "large"},
+        {"version": "1.0.0"},
+        {"id": "inst-03"},
+        {"tier": "gold"},
+        {"!tier": "gold"},
+    ],
+)
+def test_planning_reads_a_projection_and_chooses_as_from_whole_instances(
+    selector: dict[str, str],
+) -> None:
+    from dataclasses import replace
+
+    from fleetops.domain.model import Action, InstanceState
+    from fleetops.domain.rollouts import eligible, matches
+
+    fleet = fleet_with(
+        [
+            {
+                "instance": f"inst-{n:02d}",
+                "region": ["europe-west1", "us-central1"][n % 2],
+                "customer": ["acme", "beta", "gamma"][n % 3],
+                "size": ["small", "large"][n // 4 % 2],
+                "labels": {"tier": "gold"} if n % 3 == 0 else {"ring": "canary"},
+            }
+            for n in range(8)
+        ]
+    )
+    suspended = fleet.store.get_instance("inst-05")
+    assert suspended is not None
+    fleet.store.transact(
+        lambda tx: tx.put_instance(suspended.evolve(state=InstanceState.SUSPENDED))
+    )
+    whole = [
+        i.id
+        for i in fleet.store.list_instances()
+        if matches(i, selector) and eligible(i, Action.UPGRADE)
+    ]
+    projected = _ProjectionOnly(fleet.store)
+    deps = replace(fleet.rollout_deps, store=projected)
+    rollout = plan_rollout(
+        StartRollout(version="2.0.0", selector=selector, canary="ring=canary"), deps
+    )
+    assert sorted(i for w in rollout.waves for i in w.instances) == whole
+    canaries = [i.id for i in fleet.store.list_instances() if i.labels.get("ring") == "canary"]
+    canary_wave = [w.instances for w in rollout.waves if w.name == "canary"]
+    assert set(*canary_wave) == set(canaries) & set(whole)
+    assert projected.fields
+    assert all(projected.fields)
+
+
+def test_planning_leaves_out_instances_already_at_the_version() -> None:
+    fleet = fleet_with(
+        [{"instance": f"inst-{n:02d}", "version": "2.0.0" if n < 6 else "1.0.0"} for n in range(10)]
+    )
+    rollout = start(fleet, canary=None)
+    assert sorted(i for w in rollout.waves for i in w.instances) == [
+        "inst-06",
+        "inst-07",
+        "inst-08",
+        "inst-09",
+    ]
+    assert "6 already at 2.0.0" in rollout.history[0]["detail"]

@@ -129,13 +129,19 @@ class _Builder:
     instances: dict[str, Instance] = field(default_factory=dict)
     effects: list[Effect_] = field(default_factory=list)
     notes: list[tuple[str, HistoryEntry]] = field(default_factory=list)
+    # Instances as read, so a later change is noted in their history without saving
+    # an unchanged document.
+    read: dict[str, Instance] = field(default_factory=dict)
 
     def op(self, op: Operation) -> Operation:
         self.operations[op.id] = op
         return op
 
+    def seen(self, instance: Instance) -> None:
+        self.read.setdefault(instance.id, instance)
+
     def instance(self, instance: Instance, why: str, operation: str | None) -> Instance:
-        before = self.instances.get(instance.id)
+        before = self.instances.get(instance.id) or self.read.get(instance.id)
         self.instances[instance.id] = instance
         change = describe_change(before, instance) if before else None
         if change:
@@ -720,7 +726,7 @@ def sweep(
         b.effects.append(AnnounceFinished(b.operations[op.id]))
         return b.build()
     assert instance is not None
-    b.instance(instance, "", None)
+    b.seen(instance)
     if op.deadline_at is not None and now >= op.deadline_at:
         why = f"deadline passed at {op.deadline_at.isoformat()}"
         _end(

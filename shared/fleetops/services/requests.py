@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fleetops import documents
+from fleetops.contract.names import COLLECTION_INSTANCES, COLLECTION_PROCESSED_EVENTS
 from fleetops.contract.pubsub import CloudEvent, PubsubMessage, decode_cloudevent
-from fleetops.contract.requests import parse_request
 from fleetops.domain.decisions import DispatchStep, Effect_, RecordRequest, decide_request
 from fleetops.domain.model import Operation, OperationStatus, Origin, ProcessedEvent, StepStatus
 from fleetops.domain.policy import ApprovalPolicy
@@ -46,6 +47,10 @@ def handle_request_message(message: PubsubMessage, deps: RequestDeps) -> Outcome
 
 
 def handle_request_event(event: CloudEvent, deps: RequestDeps) -> Outcome:
+    # The request model (pydantic) is imported here, not with the module: remediation,
+    # rollouts and the API use this module's other functions and never parse a request.
+    from fleetops.contract.requests import parse_request
+
     request = parse_request(event)
     command = RecordRequest(
         operation_id=operation_id_for(event.source, event.id),
@@ -87,12 +92,22 @@ def submit_operation(
     key = event_key(source, event_id)
 
     def record(tx: StateTransaction) -> _Recorded:
-        seen = tx.get_processed_event(key)
+        # The key and the instance in one round trip: most events are new, and a new
+        # one needs both. Only a duplicate reads its operation, in a second one.
+        key_doc, instance_doc = tx.get_documents(
+            [f"{COLLECTION_PROCESSED_EVENTS}/{key}", f"{COLLECTION_INSTANCES}/{command.instance}"]
+        )
+        seen = documents.processed_event_from_doc(key, key_doc) if key_doc is not None else None
         if seen is not None and seen.operation is not None:
             existing = tx.get_operation(seen.operation)
             if existing is not None:
                 return _Recorded(existing, True, resume_effects(existing))
-        decision = decide_request(command, tx.get_instance(command.instance), now, deps.approvals)
+        instance = (
+            documents.instance_from_doc(command.instance, instance_doc)
+            if instance_doc is not None
+            else None
+        )
+        decision = decide_request(command, instance, now, deps.approvals)
         save(tx, decision)
         tx.put_processed_event(
             ProcessedEvent(

@@ -44,6 +44,10 @@ from fleetops.services.outcome import Outcome
 from fleetops.services.requests import RequestDeps, operation_id_for, submit_operation
 
 SOURCE_MAINTENANCE = "//fleetops/maintenance"
+# All that planning reads of an instance: `matches` (labels, and region, customer,
+# size, version), `eligible` (state) and the canary ring (labels). Windows are
+# judged per tick, when a target starts, from the whole instance.
+PLANNING_FIELDS = ("state", "version", "labels", "region", "customer", "size")
 EVENT_ROLLOUT_HALTED = "fleetops.rollout.halted"
 SETTINGS_PATH = "maintenance/settings"
 ACTOR = "fleetops/maintenance"
@@ -87,11 +91,12 @@ def plan_rollout(cmd: StartRollout, deps: RolloutDeps, rollout_id: str | None = 
     rollout_id = rollout_id or f"ro-{now.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     chosen = [
         i
-        for i in deps.store.list_instances()
+        for i in deps.store.list_instances(fields=PLANNING_FIELDS)
         if matches(i, cmd.selector) and eligible(i, cmd.action)
     ]
     already = [i for i in chosen if cmd.action is Action.UPGRADE and i.version == cmd.version]
-    chosen = [i for i in chosen if i not in already]
+    skipped = {i.id for i in already}
+    chosen = [i for i in chosen if i.id not in skipped]
     if not chosen:
         raise DecisionError("no instance matches the selector (or all already run that version)")
     waves = plan_waves(chosen, cmd.canary)
