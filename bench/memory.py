@@ -135,7 +135,8 @@ def role(process: psutil.Process) -> str:
         return "Pub/Sub emulator"
     if "cloud-firestore-emulator" in text:
         return "Firestore emulator"
-    if "functions_framework" in text and "--target" in cmdline:
+    served = "fleetops.local.function_host" in cmdline or "functions_framework" in text
+    if served and "--source" in cmdline:
         return f"function {Path(cmdline[cmdline.index('--source') + 1]).parent.name}"
     for module, name in (
         ("fleetops.local.instance_app", "instances"),

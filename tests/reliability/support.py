@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import requests
 
 from fleetops.contract.names import (
     EVENT_MAINTENANCE_TICK,
@@ -223,14 +224,17 @@ class StackClient:
         return psutil.Process(self.stack_pid).children(recursive=True)
 
     def function_processes(self, folder: str) -> tuple[psutil.Process | None, list[psutil.Process]]:
-        """The gunicorn master of `functions/<folder>` and its workers."""
+        """The process serving `functions/<folder>`, and the workers it forked if any.
+
+        `fleetops up` serves each function from one process (`fleetops.local.function_host`),
+        so the list is empty; under gunicorn (`functions_framework`) it holds the worker.
+        """
         ours = []
         for process in self.descendants():
             with contextlib.suppress(psutil.Error):
                 cmdline = process.cmdline()
-                if "functions_framework" in cmdline and any(
-                    a.endswith(f"/functions/{folder}/main.py") for a in cmdline
-                ):
+                served = {"fleetops.local.function_host", "functions_framework"} & set(cmdline)
+                if served and any(a.endswith(f"/functions/{folder}/main.py") for a in cmdline):
                     ours.append(process)
         pids = {p.pid for p in ours}
         masters = [p for p in ours if p.ppid() not in pids]
@@ -248,9 +252,20 @@ class StackClient:
 
 
 def function_answers(client: StackClient, folder: str) -> bool:
-    """A function is back once its master has a worker again."""
-    master, workers = client.function_processes(folder)
-    return master is not None and bool(workers)
+    """A function is back once it answers HTTP on its port again."""
+    process, _ = client.function_processes(folder)
+    if process is None:
+        return False
+    try:
+        cmdline = process.cmdline()
+        port = int(cmdline[cmdline.index("--port") + 1])
+    except (psutil.Error, ValueError, IndexError):
+        return False
+    try:
+        requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:

@@ -1,8 +1,9 @@
 """A burst of requests while the `requests` and `operations` functions are killed at random.
 
-Processes are SIGKILLed (a gunicorn master or its worker, chosen at random) as Cloud
-Functions instances can vanish at any line; the stack's supervisor restarts a dead
-function within about a second, and Pub/Sub redelivers what was in flight. Afterwards:
+A function's process is SIGKILLed (or, under a server that forks workers, its master or a
+worker, chosen at random) as Cloud Functions instances can vanish at any line; the stack's
+supervisor restarts a dead function within about a second, and Pub/Sub redelivers what was
+in flight. Afterwards:
 
 - every request has exactly one operation, or else exactly one dead letter;
 - every operation finished (the sweeper, driven by maintenance ticks, re-drives any
