@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,15 @@ import psutil
 import requests
 
 from fleetops.local import config
+from fleetops.local.api_tokens import read_local_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_LINE = "fleetops is up"
+# The principals of the tokens file `fleetops up` writes.
+VIEWER = "viewer@local"
+OPERATOR = "operator@local"
+ADMIN = "admin@local"
+ADMIN2 = "admin2@local"
 
 
 class RunningStack:
@@ -73,15 +80,36 @@ class RunningStack:
     def env(self) -> dict[str, str]:
         return config.read_env(self.state_dir / "local.env")
 
+    def token(self, principal: str) -> str:
+        """`principal`'s bearer token from the stack's tokens file (see api_tokens)."""
+        tokens = read_local_tokens(Path(self.env["FLEETOPS_API_TOKENS_FILE"]))
+        return tokens[principal].token
+
     def cli(
-        self, *args: str, timeout: float = 180, principal: str = "alice@example.com"
+        self,
+        *args: str,
+        timeout: float = 180,
+        principal: str = OPERATOR,
+        direct: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.env, "COLUMNS": "200", "FLEETOPS_PRINCIPAL": principal}
-        env["FLEETOPS_ENV_FILE"] = str(self.state_dir / "local.env")
+        """Run `fleetops` as a user would: through the API with `principal`'s token, or
+        (`direct`) straight on Pub/Sub and Firestore, recorded as `principal`; `env` last."""
+        chosen = {**os.environ, **self.env, "COLUMNS": "200"}
+        chosen["FLEETOPS_ENV_FILE"] = str(self.state_dir / "local.env")
+        chosen.pop("FLEETOPS_AS", None)
+        if direct:
+            # Empty, so that local.env cannot fill it in again.
+            chosen["FLEETOPS_API_URL"] = ""
+            chosen["FLEETOPS_PRINCIPAL"] = principal
+        else:
+            chosen["FLEETOPS_API_TOKEN"] = self.token(principal)
+            chosen.pop("FLEETOPS_PRINCIPAL", None)
+        chosen.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "fleetops.cli.main", *args],
             cwd=self.workdir,
-            env=env,
+            env=chosen,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -89,11 +117,11 @@ class RunningStack:
         )
 
     def approved(self, *request: str) -> dict[str, Any]:
-        """Request an operation as alice, approve it as bob, wait for it."""
+        """Request an operation as the operator, approve it as an admin, wait for it."""
         asked = self.cli("request", *request, "--output", "json")
         assert asked.returncode == 0, asked.stdout + asked.stderr
         op_id = json.loads(asked.stdout)["operation"]
-        approval = self.cli("ops", "approve", op_id, principal="bob@example.com")
+        approval = self.cli("ops", "approve", op_id, principal=ADMIN)
         assert approval.returncode == 0, approval.stdout + approval.stderr
         waited = self.cli("ops", "wait", op_id, "--output", "json")
         return dict(json.loads(waited.stdout))

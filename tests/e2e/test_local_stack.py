@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 import requests
 
 from fleetops.contract.names import TOPIC_DEAD_LETTER, TOPIC_REQUESTS
-from tests.e2e.stack import RunningStack
+from tests.e2e.stack import OPERATOR, VIEWER, RunningStack
 
 
 def healthz(endpoint: str) -> int:
@@ -79,6 +81,7 @@ def test_a_cli_request_waits_until_succeeded_and_the_instance_answers(stack: Run
     assert result.returncode == 0, result.stdout + result.stderr
     op = json.loads(result.stdout)
     assert op["status"] == "succeeded"
+    assert op["requested_by"] == OPERATOR  # through the API, as the token's holder
     assert [s["status"] for s in op["steps"]] == ["succeeded", "succeeded"]
     endpoint = instances(stack)["demo-x"]["endpoint"]
     assert healthz(endpoint) == 200
@@ -181,10 +184,69 @@ def test_an_unknown_instance_gives_a_rejected_operation_with_a_reason(stack: Run
 
 
 def test_cli_errors_are_one_sentence(tmp_path: Path, stack: RunningStack) -> None:
-    result = stack.cli("ops", "show", "op-does-not-exist")
-    assert result.returncode == 1
-    assert result.stderr.strip() == "error: operation op-does-not-exist does not exist"
-    assert "Traceback" not in result.stderr
+    for direct in (False, True):
+        result = stack.cli("ops", "show", "op-does-not-exist", direct=direct)
+        assert result.returncode == 1
+        assert result.stderr.strip() == "error: operation op-does-not-exist does not exist"
+        assert "Traceback" not in result.stderr
+    viewer = stack.cli("request", "demo-1", "restart", principal=VIEWER)
+    assert viewer.stderr.strip() == (
+        f"error: requesting an operation needs the operator role; you are {VIEWER} (viewer)"
+    )
+    invalid = stack.cli("request", "demo-1", "upgrade")
+    assert invalid.returncode == 1
+    assert "'version'" in invalid.stderr
+    forged = stack.cli("instances", env={"FLEETOPS_API_TOKEN": "fo_" + "x" * 43})
+    assert forged.stderr.strip() == (
+        "error: the API refused the token in FLEETOPS_API_TOKEN: the bearer token is not valid"
+    )
+    url = stack.env["FLEETOPS_API_URL"]
+    untokened = stack.cli("instances", env={"FLEETOPS_API_TOKEN": ""})
+    assert untokened.returncode == 1
+    assert f"FLEETOPS_API_URL={url} is set but FLEETOPS_API_TOKEN is not" in untokened.stderr
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    unreachable = stack.cli("instances", env={"FLEETOPS_API_URL": gone})
+    assert unreachable.stderr.strip() == (
+        f"error: cannot reach the fleetops API at {gone}: is `fleetops up` running?"
+    )
+    for result in (viewer, invalid, forged, untokened, unreachable):
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_local_env_holds_an_operator_token_readable_by_its_owner_only(stack: RunningStack) -> None:
+    env_file = stack.state_dir / "local.env"
+    tokens_file = Path(stack.env["FLEETOPS_API_TOKENS_FILE"])
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    assert stack.env["FLEETOPS_API_TOKEN"] == stack.token(OPERATOR)
+    assert stack.env["FLEETOPS_API_URL"].startswith("http://127.0.0.1:")
+
+
+def test_the_cli_says_the_same_through_the_api_and_directly(stack: RunningStack) -> None:
+    for command in (
+        ("instances",),
+        ("instances", "--output", "json"),
+        ("instances", "windows", "--output", "json"),
+        ("ops", "list", "--instance", "demo-1", "--output", "json"),
+        ("automation", "status", "--output", "json"),
+        ("dlq", "list", "--output", "json"),
+        ("rollout", "list", "--output", "json"),
+    ):
+        via_api = stack.cli(*command)
+        direct = stack.cli(*command, direct=True)
+        assert via_api.returncode == direct.returncode == 0, via_api.stderr + direct.stderr
+        assert via_api.stdout == direct.stdout, command
+    shown = [
+        json.loads(stack.cli("instances", "show", "demo-2", "-o", "json", direct=d).stdout)
+        for d in (False, True)
+    ]
+    # Remediation decisions are read directly only: the API does not serve them (null).
+    assert shown[0].pop("decisions") in (None, shown[1].pop("decisions"))
+    assert shown[0] == shown[1]
 
 
 def _alive(pid: int) -> bool:

@@ -17,7 +17,7 @@ import requests
 from fleetops.contract.names import TOPIC_REQUESTS
 from fleetops.contract.pubsub import encode_binary
 from fleetops.contract.requests import new_request_event
-from tests.e2e.stack import RunningStack
+from tests.e2e.stack import ADMIN, ADMIN2, OPERATOR, RunningStack
 
 
 def request(stack: RunningStack, *args: str) -> dict[str, Any]:
@@ -108,7 +108,8 @@ def test_every_action_from_request_to_final_state(stack: RunningStack) -> None:
     pid = agent_view(stack, "eng-1")["pid"]
     deleted = stack.approved("eng-1", "delete")
     assert deleted["status"] == "succeeded"
-    assert deleted["approved_by"] == "bob@example.com"
+    assert deleted["requested_by"] == OPERATOR
+    assert deleted["approved_by"] == ADMIN
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not (stack.state_dir / "instances" / "eng-1").exists()
 
@@ -140,16 +141,25 @@ def test_an_upgrade_that_never_turns_healthy_is_rolled_back(stack: RunningStack)
 
 def test_a_delete_waits_for_a_second_person(stack: RunningStack) -> None:
     assert request(stack, "eng-3", "provision", "--version", "1.0.0")["status"] == "succeeded"
-    asked = stack.cli("request", "eng-3", "delete", "--output", "json")
+    asked = stack.cli("request", "eng-3", "delete", "--output", "json", principal=ADMIN)
     op_id = json.loads(asked.stdout)["operation"]
     time.sleep(2)
     waiting = json.loads(stack.cli("ops", "show", op_id, "--output", "json").stdout)
     assert waiting["status"] == "awaiting_approval"
-    own = stack.cli("ops", "approve", op_id)  # alice approving her own request
+    assert waiting["requested_by"] == ADMIN
+    operator = stack.cli("ops", "approve", op_id)
+    assert operator.returncode == 1
+    assert operator.stderr.strip() == (
+        f"error: approving an operation needs the admin role; you are {OPERATOR} (operator)"
+    )
+    own = stack.cli("ops", "approve", op_id, principal=ADMIN)  # approving one's own request
     assert own.returncode == 1
     assert "a second person must" in own.stderr
+    assert "Traceback" not in own.stderr
     assert agent_view(stack, "eng-3")["running"] is True
-    assert stack.cli("ops", "approve", op_id, principal="bob@example.com").returncode == 0
+    second = stack.cli("--as", "admin2", "ops", "approve", op_id, "--output", "json")
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["approved_by"] == ADMIN2
     done = json.loads(stack.cli("ops", "wait", op_id, "--output", "json").stdout)
     assert done["status"] == "succeeded"
     assert stack.agent("/v1/instances/eng-3") is None

@@ -16,7 +16,7 @@ import requests
 from fleetops.contract.names import EVENT_MAINTENANCE_TICK, TOPIC_MAINTENANCE, TOPIC_REQUESTS
 from fleetops.contract.pubsub import CloudEvent, encode_binary
 from fleetops.contract.requests import new_request_event
-from tests.e2e.stack import RunningStack
+from tests.e2e.stack import ADMIN, OPERATOR, RunningStack
 
 SUNDAY_3AM_NEW_YORK = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 NY_SUNDAYS = {"days": ["sun"], "start": "02:00", "duration": "4h", "timezone": "America/New_York"}
@@ -28,7 +28,7 @@ def stack(emulator_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     running = RunningStack(tmp_path_factory.mktemp("rollouts"), instances=10)
     try:
         running.wait_ready()
-        paused = running.cli("maintenance", "pause", "--output", "json")
+        paused = running.cli("maintenance", "pause", "--output", "json", principal=ADMIN)
         assert paused.returncode == 0, paused.stderr
         yield running
     finally:
@@ -119,10 +119,15 @@ def test_maintenance_pause_goes_through_the_scheduler_client(stack: RunningStack
     status = json.loads(stack.cli("maintenance", "status", "--output", "json").stdout)
     assert status
     assert {job["state"] for job in status} == {"PAUSED"}
-    resumed = json.loads(stack.cli("maintenance", "resume", "--output", "json").stdout)
-    assert {job["state"] for job in resumed} == {"ENABLED"}
-    paused = json.loads(stack.cli("maintenance", "pause", "--output", "json").stdout)
-    assert {job["state"] for job in paused} == {"PAUSED"}
+    refused = stack.cli("maintenance", "resume")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: resuming maintenance needs the admin role; you are {OPERATOR} (operator)"
+    )
+    resumed = stack.cli("maintenance", "resume", "--output", "json", principal=ADMIN)
+    assert {job["state"] for job in json.loads(resumed.stdout)} == {"ENABLED"}
+    paused = stack.cli("maintenance", "pause", "--output", "json", principal=ADMIN)
+    assert {job["state"] for job in json.loads(paused.stdout)} == {"PAUSED"}
 
 
 def test_only_instances_whose_window_is_open_get_upgraded(

@@ -18,7 +18,12 @@ def test_ctrl_c_leaves_no_process_behind(emulator_tools: None, tmp_path: Path) -
         stack.wait_ready()
         started = stack.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in started)
-        for expected in ("instance_app", "functions_framework", "java", "fleetops.local.agent"):
+        for expected in (
+            "instance_app",
+            "fleetops.local.function_host",
+            "java",
+            "fleetops.local.agent",
+        ):
             assert expected in names
         assert stack.interrupt() == 0
         leftovers = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,11 @@ def test_writes_through_the_api_are_recorded_as_the_tokens_principal(
     assert admin.approve(ids["pending"]).approved_by == "admin@local"
     with pytest.raises(BackendError, match="not awaiting approval"):
         admin.approve(ids["pending"])
-    with pytest.raises(BackendError, match=r"operator@local is operator; .* needs admin"):
+    with pytest.raises(BackendError) as denied:
         operator.approve(ids["pending"])
+    assert str(denied.value) == (
+        "approving an operation needs the admin role; you are operator@local (operator)"
+    )
     with pytest.raises(BackendError, match="is already succeeded"):
         operator.cancel(op_id)
     replayed = operator.replay_dead_letter(LETTER)
@@ -162,13 +166,14 @@ def test_api_errors_become_one_sentence(seeded: tuple[ApiHarness, dict[str, str]
 
 def test_an_api_that_does_not_answer_is_one_sentence() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(BackendError, match=f"nothing answers at FLEETOPS_API_URL={url}"):
+    with pytest.raises(BackendError) as caught:
         ApiBackend(url, "token").list_instances()
+    assert str(caught.value) == f"cannot reach the fleetops API at {url}: is `fleetops up` running?"
 
 
 def test_the_environment_chooses_the_backend() -> None:
     direct = DirectBackend(principal="me@here")
-    assert backend_from_env({}, direct=lambda: direct) is direct
+    assert backend_from_env({}, direct=lambda who: direct) is direct
     chosen = backend_from_env({"FLEETOPS_API_URL": URL, "FLEETOPS_API_TOKEN": "sekrit-value"})
     assert isinstance(chosen, ApiBackend)
     assert chosen.url == URL
@@ -219,11 +224,18 @@ def test_both_backends_see_the_same_fleet(
     assert through_api.list_instances() == backend.list_instances()
     ops: Mapping[str, Any] = {o.id: o for o in backend.list_operations()}
     assert all(same(o, ops[o.id]) for o in through_api.list_operations())
-    assert through_api.get_instance("beta-2") == backend.get_instance("beta-2")
+    direct_view = backend.get_instance("beta-2")
+    assert direct_view is not None
+    assert direct_view.decisions == []
+    # The API does not serve remediation decisions: None says so, rather than an empty list.
+    assert through_api.get_instance("beta-2") == replace(direct_view, decisions=None)
 
 
 def test_roles_matter_through_the_backend_too(seeded: tuple[ApiHarness, dict[str, str]]) -> None:
     harness, _ = seeded
     viewer, _ = backend_for(harness, harness.token(Role.VIEWER))
-    with pytest.raises(BackendError, match="viewer@local is viewer"):
+    with pytest.raises(BackendError) as caught:
         viewer.submit_request({"instance": "acme-1", "action": "restart"})
+    assert str(caught.value) == (
+        "requesting an operation needs the operator role; you are viewer@local (viewer)"
+    )

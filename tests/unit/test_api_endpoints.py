@@ -1,15 +1,18 @@
 """The API in-process on the in-memory fakes: every endpoint, for every role.
 
 `ApiHarness` (also used by the other test_api_* modules) wires the API to the
-fakes of `FakeFleet`, so a request published through the API can be handled by
-the real request service and its steps run, as on the local stack.
+fakes of `FakeFleet` and to `FakeSchedulerJobs`, so a request published through
+the API can be handled by the real request service and its steps run, as on the
+local stack.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,28 +21,93 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from fleetops import log
+from fleetops.adapters.memory import FakeClock
 from fleetops.adapters.memory_dead_letters import InMemoryDeadLetterStore
 from fleetops.api.app import Api, ApiDeps
 from fleetops.api.auth import AuthConfigurationError, Role, TokenFileAuthenticator
-from fleetops.contract.names import TOPIC_DEAD_LETTER, TOPIC_REQUESTS
+from fleetops.contract.names import TOPIC_DEAD_LETTER, TOPIC_MAINTENANCE, TOPIC_REQUESTS
 from fleetops.contract.pubsub import PubsubMessage
-from fleetops.domain.model import OperationStatus
+from fleetops.domain.model import Action, OperationStatus
+from fleetops.domain.rollouts import RolloutStatus
 from fleetops.local.api_tokens import LocalApiTokens, write_tokens_file
+from fleetops.ports import ScheduledJob
 from fleetops.services.dead_letter_store import record_dead_letter
 from fleetops.services.requests import handle_request_message, operation_id_for
+from fleetops.services.rollouts import RolloutDeps, StartRollout, plan_rollout, set_status
 from tests.helpers import FakeFleet, push_body
 
 ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
 LETTER = "m-1"
+ROLLOUT = "ro-seeded-running"
+PAUSED_ROLLOUT = "ro-seeded-paused"
+TICK_JOB = "fleetops-maintenance-tick"
+
+
+class FakeSchedulerJobs:
+    """Cloud Scheduler's jobs in memory: the maintenance tick, and a job of someone else's."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.reachable = True
+        self.fired: list[str] = []
+        self.jobs = {
+            job.id: job
+            for job in (
+                self._job(TICK_JOB, TOPIC_MAINTENANCE, "*/5 * * * *"),
+                self._job("billing-report", "billing", "0 3 * * *"),
+            )
+        }
+
+    def _job(self, job_id: str, topic: str, schedule: str) -> ScheduledJob:
+        return ScheduledJob(
+            id=job_id,
+            name=f"projects/p/locations/europe-west1/jobs/{job_id}",
+            description=f"{job_id} job",
+            schedule=schedule,
+            time_zone="Etc/UTC",
+            state="ENABLED",
+            topic=topic,
+            next_run=self.clock.now() + timedelta(minutes=5),
+            last_attempt=None,
+            last_error=None,
+        )
+
+    def _reach(self) -> None:
+        if not self.reachable:
+            raise ConnectionError("connection refused")
+
+    def list_jobs(self) -> list[ScheduledJob]:
+        self._reach()
+        return list(self.jobs.values())
+
+    def _set(self, job_id: str, **changes: Any) -> ScheduledJob:
+        self._reach()
+        self.jobs[job_id] = replace(self.jobs[job_id], **changes)
+        return self.jobs[job_id]
+
+    def pause_job(self, job: str) -> ScheduledJob:
+        return self._set(job, state="PAUSED")
+
+    def resume_job(self, job: str) -> ScheduledJob:
+        return self._set(job, state="ENABLED")
+
+    def run_job(self, job: str) -> ScheduledJob:
+        self.fired.append(job)
+        return self._set(job, last_attempt=self.clock.now())
 
 
 class ApiHarness:
     def __init__(self, tmp_path: Path, *, viewer_token: str | None = None) -> None:
         self.fleet = FakeFleet()
         self.letters = InMemoryDeadLetterStore()
+        self.jobs = FakeSchedulerJobs(self.fleet.clock)
         self.tokens: LocalApiTokens = write_tokens_file(tmp_path / "api-tokens.json")
         self.deps = ApiDeps(
-            self.fleet.store, self.fleet.publisher, self.letters, self.fleet.clock.now
+            self.fleet.store,
+            self.fleet.publisher,
+            self.letters,
+            self.fleet.clock.now,
+            self.jobs,
         )
         self.api = Api(
             lambda: self.deps,
@@ -86,8 +154,23 @@ class ApiHarness:
         self.fleet.drain()
         return recorded
 
+    @property
+    def rollout_deps(self) -> RolloutDeps:
+        return RolloutDeps(self.fleet.store, self.fleet.publisher, self.fleet.clock.now)
+
+    def seed_rollouts(self) -> None:
+        """An upgrade to 3.0.0 running (canary beta-2, then acme-1), and the same one paused."""
+        for rollout_id in (PAUSED_ROLLOUT, ROLLOUT):
+            self.fleet.clock.advance(timedelta(seconds=1))
+            command = StartRollout(
+                action=Action.UPGRADE, version="3.0.0", requested_by="operator@local"
+            )
+            plan_rollout(command, self.rollout_deps, rollout_id)
+        set_status(PAUSED_ROLLOUT, RolloutStatus.PAUSED, "operator@local", self.rollout_deps)
+
     def seed(self) -> dict[str, str]:
-        """Two running instances, a delete awaiting approval (by operator@local), a dead letter."""
+        """Two running instances, a delete awaiting approval (by operator@local), a dead letter,
+        and two rollouts (see `seed_rollouts`)."""
         self.fleet.request({"instance": "acme-1", "action": "provision", "version": "1.0.0"})
         self.fleet.request(
             {
@@ -121,7 +204,13 @@ class ApiHarness:
             self.letters,
             self.fleet.clock.now,
         )
-        return {"pending": str(pending), "letter": LETTER}
+        self.seed_rollouts()
+        return {
+            "pending": str(pending),
+            "letter": LETTER,
+            "rollout": ROLLOUT,
+            "paused": PAUSED_ROLLOUT,
+        }
 
 
 @pytest.fixture
@@ -157,6 +246,36 @@ PROTECTED: list[tuple[str, str, Any, Role, int]] = [
     ("GET", "/v1/dead-letters/{letter}", None, Role.VIEWER, 200),
     ("POST", "/v1/dead-letters/{letter}:replay", None, Role.OPERATOR, 200),
     ("GET", "/v1/me", None, Role.VIEWER, 200),
+    ("POST", "/v1/rollouts", {"version": "4.0.0"}, Role.OPERATOR, 201),
+    ("GET", "/v1/rollouts", None, Role.VIEWER, 200),
+    ("GET", "/v1/rollouts/{rollout}", None, Role.VIEWER, 200),
+    ("POST", "/v1/rollouts/{rollout}:pause", None, Role.OPERATOR, 200),
+    ("POST", "/v1/rollouts/{paused}:resume", None, Role.OPERATOR, 200),
+    ("POST", "/v1/rollouts/{rollout}:abort", None, Role.OPERATOR, 200),
+    ("GET", "/v1/automation", None, Role.VIEWER, 200),
+    ("POST", "/v1/automation:pause", None, Role.OPERATOR, 200),
+    ("POST", "/v1/automation:resume", None, Role.ADMIN, 200),
+    ("PATCH", "/v1/automation", {"dry_run": True}, Role.ADMIN, 200),
+    ("GET", "/v1/maintenance", None, Role.VIEWER, 200),
+    ("POST", "/v1/maintenance:pause", None, Role.ADMIN, 200),
+    ("POST", "/v1/maintenance:resume", None, Role.ADMIN, 200),
+    ("POST", "/v1/maintenance:run-now", None, Role.ADMIN, 200),
+    (
+        "PUT",
+        "/v1/maintenance/default-window",
+        {"days": ["sat", "sun"], "start": "02:00", "duration": "4h", "timezone": "Europe/Berlin"},
+        Role.ADMIN,
+        200,
+    ),
+    (
+        "POST",
+        "/v1/maintenance/freezes",
+        {"start": "2026-12-20T00:00:00Z", "end": "2027-01-02T00:00:00Z", "reason": "year end"},
+        Role.ADMIN,
+        201,
+    ),
+    ("GET", "/v1/instances/acme-1/windows", None, Role.VIEWER, 200),
+    ("POST", "/v1/instances/acme-1/remediation:reset", None, Role.OPERATOR, 200),
 ]
 TEMPLATES = {
     "/v1/instances/acme-1": "/v1/instances/{id}",
@@ -165,6 +284,12 @@ TEMPLATES = {
     "/v1/operations/{pending}:cancel": "/v1/operations/{id}:cancel",
     "/v1/dead-letters/{letter}": "/v1/dead-letters/{id}",
     "/v1/dead-letters/{letter}:replay": "/v1/dead-letters/{id}:replay",
+    "/v1/rollouts/{rollout}": "/v1/rollouts/{id}",
+    "/v1/rollouts/{rollout}:pause": "/v1/rollouts/{id}:pause",
+    "/v1/rollouts/{paused}:resume": "/v1/rollouts/{id}:resume",
+    "/v1/rollouts/{rollout}:abort": "/v1/rollouts/{id}:abort",
+    "/v1/instances/acme-1/windows": "/v1/instances/{id}/windows",
+    "/v1/instances/acme-1/remediation:reset": "/v1/instances/{id}/remediation:reset",
 }
 
 
@@ -214,6 +339,8 @@ def test_no_token_or_a_bad_token_is_401(
     status: int,
 ) -> None:
     harness, ids = seeded
+    store = harness.fleet.store
+    before = copy.deepcopy((store.docs, store.history, store.paths, harness.jobs.jobs))
     target = path.format(**ids)
     missing = harness.call(method, target, None, body=body)
     assert missing.status_code == 401
@@ -227,6 +354,8 @@ def test_no_token_or_a_bad_token_is_401(
     assert basic.status_code == 401
     # Nothing happened on the caller's behalf.
     assert harness.fleet.publisher.on(TOPIC_REQUESTS) == []
+    assert (store.docs, store.history, store.paths, harness.jobs.jobs) == before
+    assert harness.jobs.fired == []
 
 
 def test_a_token_removed_from_the_file_stops_working(harness: ApiHarness) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 
 from google.api_core.client_options import ClientOptions
@@ -19,43 +18,28 @@ from google.api_core.exceptions import BadRequest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import scheduler_v1
 
+from fleetops.ports import ScheduledJob
+
 SCHEDULER_URL_ENV = "FLEETOPS_SCHEDULER_URL"
 LOCATION_ENV = "FLEETOPS_LOCATION"
 DEFAULT_LOCATION = "us-central1"
 
 
-@dataclass(frozen=True)
-class ScheduledJob:
-    """What `fleetops maintenance status` shows of one job."""
-
-    id: str
-    name: str
-    description: str
-    schedule: str
-    time_zone: str
-    state: str
-    topic: str | None
-    next_run: datetime | None
-    last_attempt: datetime | None
-    # None when the last attempt succeeded or there was none.
-    last_error: str | None
-
-    @classmethod
-    def from_job(cls, job: scheduler_v1.Job) -> ScheduledJob:
-        topic_name = job.pubsub_target.topic_name if "pubsub_target" in job else ""
-        failed = "status" in job and job.status.code != 0
-        return cls(
-            id=job.name.rsplit("/", 1)[-1],
-            name=job.name,
-            description=job.description,
-            schedule=job.schedule,
-            time_zone=job.time_zone or "Etc/UTC",
-            state=job.state.name,
-            topic=topic_name.rsplit("/topics/", 1)[-1] if topic_name else None,
-            next_run=_moment(job.schedule_time),
-            last_attempt=_moment(job.last_attempt_time),
-            last_error=(job.status.message or f"code {job.status.code}") if failed else None,
-        )
+def scheduled_job(job: scheduler_v1.Job) -> ScheduledJob:
+    topic_name = job.pubsub_target.topic_name if "pubsub_target" in job else ""
+    failed = "status" in job and job.status.code != 0
+    return ScheduledJob(
+        id=job.name.rsplit("/", 1)[-1],
+        name=job.name,
+        description=job.description,
+        schedule=job.schedule,
+        time_zone=job.time_zone or "Etc/UTC",
+        state=job.state.name,
+        topic=topic_name.rsplit("/topics/", 1)[-1] if topic_name else None,
+        next_run=_moment(job.schedule_time),
+        last_attempt=_moment(job.last_attempt_time),
+        last_error=(job.status.message or f"code {job.status.code}") if failed else None,
+    )
 
 
 def _moment(value: object) -> datetime | None:
@@ -102,7 +86,7 @@ def list_jobs(
 ) -> list[ScheduledJob]:
     with _client(client) as scheduler:
         pages = scheduler.list_jobs(parent=location_path(project, location))
-        return [ScheduledJob.from_job(job) for job in pages]
+        return [scheduled_job(job) for job in pages]
 
 
 def get_job(
@@ -112,7 +96,7 @@ def get_job(
     client: scheduler_v1.CloudSchedulerClient | None = None,
 ) -> ScheduledJob:
     with _client(client) as scheduler:
-        return ScheduledJob.from_job(scheduler.get_job(name=job_path(project, job, location)))
+        return scheduled_job(scheduler.get_job(name=job_path(project, job, location)))
 
 
 def pause_job(
@@ -149,7 +133,7 @@ def run_job(
 ) -> ScheduledJob:
     """Fire the job now, whatever its state; `last_error` tells whether it worked locally."""
     with _client(client) as scheduler:
-        return ScheduledJob.from_job(scheduler.run_job(name=job_path(project, job, location)))
+        return scheduled_job(scheduler.run_job(name=job_path(project, job, location)))
 
 
 def _change_state(
@@ -159,13 +143,13 @@ def _change_state(
     wanted: str,
 ) -> ScheduledJob:
     try:
-        return ScheduledJob.from_job(change(name=name))
+        return scheduled_job(change(name=name))
     except BadRequest:
         # Cloud Scheduler refuses to pause a paused job (FAILED_PRECONDITION, HTTP 400);
         # the caller asked for a state, which it already has.
         current = scheduler.get_job(name=name)
         if current.state.name == wanted:
-            return ScheduledJob.from_job(current)
+            return scheduled_job(current)
         raise
 
 

@@ -31,7 +31,7 @@ from fleetops.api.auth import (
 )
 from fleetops.api.handlers import default_routes
 from fleetops.api.routing import ApiError, Call, Reply, Route, check_table
-from fleetops.ports import Publisher, StateStore
+from fleetops.ports import Publisher, SchedulerJobs, StateStore
 from fleetops.services.dead_letter_store import DeadLetterStore
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class ApiDeps:
     publisher: Publisher
     dead_letters: DeadLetterStore
     now: Callable[[], datetime]
+    # The maintenance tick's scheduler jobs; None where the API cannot reach a scheduler.
+    jobs: SchedulerJobs | None = None
 
 
 class _Options(Exception):
@@ -232,8 +234,15 @@ def _error(error: ApiError) -> Response:
 def deps_from_environment() -> ApiDeps:
     from fleetops import runtime
     from fleetops.adapters.firestore_dead_letters import default_store
+    from fleetops.services.maintenance import scheduler_jobs_from_env
 
-    return ApiDeps(runtime.state_store(), runtime.publisher(), default_store(), runtime.utc_now)
+    return ApiDeps(
+        runtime.state_store(),
+        runtime.publisher(),
+        default_store(),
+        runtime.utc_now,
+        scheduler_jobs_from_env(),
+    )
 
 
 @cache

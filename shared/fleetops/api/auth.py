@@ -1,7 +1,9 @@
 """Who is calling, and what they may do.
 
 Three roles, each including the ones before it: `viewer` reads, `operator` also
-requests operations, cancels them and replays dead letters, `admin` also approves.
+requests operations, cancels them, replays dead letters, starts and steers rollouts,
+pauses automation and resets remediation, `admin` also approves, resumes automation,
+changes its limits and steers maintenance.
 
 - Locally (`FLEETOPS_API_TOKENS_FILE`): bearer tokens listed in a JSON file
   `{"tokens": [{"token": ..., "principal": ..., "role": ...}]}`, compared in

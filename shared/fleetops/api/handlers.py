@@ -1,8 +1,9 @@
 """The endpoints of /v1 and the route table that dispatches to them.
 
-`core_routes()` is the table for what exists today. Later features (rollouts,
-automation) add their own tables beside it (a function returning `list[Route]`)
-and `default_routes()` concatenates them; the OpenAPI document follows.
+`core_routes()` is the table of instances, requests, operations and dead letters;
+`fleetops.api.control_handlers.control_routes()` adds rollouts, automation and
+maintenance beside it, and `default_routes()` concatenates them; the OpenAPI
+document follows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import uuid
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -65,9 +66,33 @@ RECENT_HISTORY = 50
 
 logger = logging.getLogger("fleetops.api")
 
+M = TypeVar("M", bound=BaseModel)
 
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+
+def json_reply(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status=status, model=model, headers=headers or {})
+
+
+def json_object(call: Call) -> dict[str, Any]:
+    """The body as a JSON object: 415 for another media type, 400 when it is not one."""
+    if call.content_type != "application/json":
+        raise ApiError(415, "unsupported-media-type", "the body must be application/json")
+    try:
+        data = json.loads(call.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}", "malformed-json") from exc
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object", "invalid-request")
+    return data
+
+
+def read_body(call: Call, model: type[M]) -> M:
+    """The body as `model`, strictly (what the document says and no more); 400 names the field."""
+    json_object(call)
+    try:
+        return model.model_validate_json(call.body, strict=True)
+    except ValidationError as exc:
+        raise bad_request(describe_validation_error(exc), "invalid-request") from exc
 
 
 # ------------------------------------------------------------------ instances
@@ -88,7 +113,9 @@ def list_instances(call: Call) -> Reply:
         and all(i.labels.get(k) == v for k, v in labels)
         and (text is None or _mentions(i, text))
     ]
-    return _json(models.InstanceList(instances=[models.InstanceOut.from_domain(i) for i in chosen]))
+    return json_reply(
+        models.InstanceList(instances=[models.InstanceOut.from_domain(i) for i in chosen])
+    )
 
 
 def _mentions(instance: Instance, text: str) -> bool:
@@ -117,7 +144,7 @@ def get_instance(call: Call) -> Reply:
         raise not_found(f"instance {instance_id} does not exist")
     ops = store.list_operations(instance=instance_id, limit=RECENT_OPERATIONS)
     history = store.instance_history(instance_id, limit=RECENT_HISTORY)
-    return _json(
+    return json_reply(
         models.InstanceDetail(
             instance=models.InstanceOut.from_domain(instance),
             operations=[models.OperationOut.from_domain(o) for o in ops],
@@ -130,14 +157,7 @@ def get_instance(call: Call) -> Reply:
 
 
 def submit_request(call: Call) -> Reply:
-    if call.content_type != "application/json":
-        raise ApiError(415, "unsupported-media-type", "the body must be application/json")
-    try:
-        data = json.loads(call.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the body is not valid JSON: {exc}", "malformed-json") from exc
-    if not isinstance(data, dict):
-        raise bad_request("the body must be a JSON object", "invalid-request")
+    data = json_object(call)
     for name in models.SET_BY_THE_API:
         if name in data:
             raise bad_request(
@@ -182,7 +202,7 @@ def submit_request(call: Call) -> Reply:
         principal,
         extra={"operation": op_id, "instance": data.get("instance"), "topic": TOPIC_REQUESTS},
     )
-    return _json(models.Accepted(operation=op_id, href=href), 202, {"Location": href})
+    return json_reply(models.Accepted(operation=op_id, href=href), 202, {"Location": href})
 
 
 def _event_id(key: str | None, data: dict[str, Any]) -> str:
@@ -201,7 +221,7 @@ def list_operations(call: Call) -> Reply:
     found = call.deps.store.list_operations(
         instance=p["instance"], status=p["status"], limit=p["limit"]
     )
-    return _json(
+    return json_reply(
         models.OperationList(operations=[models.OperationOut.from_domain(o) for o in found])
     )
 
@@ -211,7 +231,7 @@ def get_operation(call: Call) -> Reply:
     op = call.deps.store.get_operation(op_id)
     if op is None:
         raise not_found(f"operation {op_id} does not exist")
-    return _json(models.OperationOut.from_domain(op))
+    return json_reply(models.OperationOut.from_domain(op))
 
 
 def _control(call: Call) -> ControlDeps:
@@ -227,7 +247,7 @@ def approve(call: Call) -> Reply:
     except DecisionError as exc:
         raise conflict(str(exc)) from exc
     logger.info("%s approved %s", call.principal, op_id, extra={"operation": op_id})
-    return _json(models.OperationOut.from_domain(op))
+    return json_reply(models.OperationOut.from_domain(op))
 
 
 def cancel(call: Call) -> Reply:
@@ -239,7 +259,7 @@ def cancel(call: Call) -> Reply:
     except DecisionError as exc:
         raise conflict(str(exc)) from exc
     logger.info("%s cancelled %s", call.principal, op_id, extra={"operation": op_id})
-    return _json(models.OperationOut.from_domain(op))
+    return json_reply(models.OperationOut.from_domain(op))
 
 
 # ------------------------------------------------------------------ dead letters
@@ -249,7 +269,7 @@ def dead_letters(call: Call) -> Reply:
     found = list_dead_letters(
         call.deps.dead_letters, limit=call.params["limit"], replayed=call.params["replayed"]
     )
-    return _json(
+    return json_reply(
         models.DeadLetterList(dead_letters=[models.DeadLetterOut.from_domain(d) for d in found])
     )
 
@@ -259,7 +279,7 @@ def dead_letter(call: Call) -> Reply:
     letter = call.deps.dead_letters.get(letter_id)
     if letter is None:
         raise not_found(f"dead letter {letter_id} does not exist")
-    return _json(models.DeadLetterOut.from_domain(letter))
+    return json_reply(models.DeadLetterOut.from_domain(letter))
 
 
 def replay(call: Call) -> Reply:
@@ -285,7 +305,7 @@ def replay(call: Call) -> Reply:
         letter.original_topic,
         extra={"topic": letter.original_topic},
     )
-    return _json(models.DeadLetterOut.from_domain(letter))
+    return json_reply(models.DeadLetterOut.from_domain(letter))
 
 
 # ------------------------------------------------------------------ the caller, the page
@@ -295,7 +315,7 @@ def whoami(call: Call) -> Reply:
     caller = call.caller
     if caller is None:
         raise ApiError(401, "unauthenticated", "this endpoint needs a bearer token")
-    return _json(models.CallerOut(principal=caller.principal, role=caller.role))
+    return json_reply(models.CallerOut(principal=caller.principal, role=caller.role))
 
 
 def _static(name: str) -> bytes:
@@ -333,11 +353,11 @@ _ERRORS = {
 }
 
 
-def _errors(*statuses: int) -> tuple[Answer, ...]:
+def error_answers(*statuses: int) -> tuple[Answer, ...]:
     return tuple(Answer(s, _ERRORS[s], models.ErrorBody) for s in statuses)
 
 
-def _id(name: str, what: str, pattern: str = ID_PATTERN, max_length: int = 128) -> Param:
+def path_id(name: str, what: str, pattern: str = ID_PATTERN, max_length: int = 128) -> Param:
     return string_param(name, "path", what, pattern=pattern, max_length=max_length, required=True)
 
 
@@ -355,10 +375,10 @@ def _asset_param() -> Param:
 
 
 def core_routes() -> list[Route]:
-    instance_id = _id("id", "instance id", INSTANCE_ID_PATTERN, 40)
-    op_id = _id("id", "operation id")
-    letter_id = _id("id", "dead letter id")
-    read = _errors(400, 401, 403)
+    instance_id = path_id("id", "instance id", INSTANCE_ID_PATTERN, 40)
+    op_id = path_id("id", "operation id")
+    letter_id = path_id("id", "dead letter id")
+    read = error_answers(400, 401, 403)
     return [
         Route(
             "GET",
@@ -398,7 +418,7 @@ def core_routes() -> list[Route]:
             get_instance,
             Role.VIEWER,
             "instances",
-            (Answer(200, "the instance", models.InstanceDetail), *read, *_errors(404)),
+            (Answer(200, "the instance", models.InstanceDetail), *read, *error_answers(404)),
             (instance_id,),
         ),
         Route(
@@ -417,7 +437,7 @@ def core_routes() -> list[Route]:
                     headers={"Location": "the operation's href"},
                 ),
                 *read,
-                *_errors(415, 503),
+                *error_answers(415, 503),
             ),
             (
                 string_param(
@@ -465,7 +485,7 @@ def core_routes() -> list[Route]:
             get_operation,
             Role.VIEWER,
             "operations",
-            (Answer(200, "the operation", models.OperationOut), *read, *_errors(404)),
+            (Answer(200, "the operation", models.OperationOut), *read, *error_answers(404)),
             (op_id,),
         ),
         Route(
@@ -479,7 +499,7 @@ def core_routes() -> list[Route]:
             (
                 Answer(200, "approved: queued or running now", models.OperationOut),
                 *read,
-                *_errors(404, 409),
+                *error_answers(404, 409),
             ),
             (op_id,),
         ),
@@ -494,7 +514,7 @@ def core_routes() -> list[Route]:
             (
                 Answer(200, "cancelled, or cancel requested", models.OperationOut),
                 *read,
-                *_errors(404, 409),
+                *error_answers(404, 409),
             ),
             (op_id,),
         ),
@@ -520,7 +540,7 @@ def core_routes() -> list[Route]:
             dead_letter,
             Role.VIEWER,
             "dead-letters",
-            (Answer(200, "the dead letter", models.DeadLetterOut), *read, *_errors(404)),
+            (Answer(200, "the dead letter", models.DeadLetterOut), *read, *error_answers(404)),
             (letter_id,),
         ),
         Route(
@@ -534,7 +554,7 @@ def core_routes() -> list[Route]:
             (
                 Answer(200, "replayed", models.DeadLetterOut),
                 *read,
-                *_errors(404, 409, 503),
+                *error_answers(404, 409, 503),
             ),
             (letter_id,),
             description=(
@@ -551,7 +571,7 @@ def core_routes() -> list[Route]:
             whoami,
             Role.VIEWER,
             "caller",
-            (Answer(200, "the caller", models.CallerOut), *_errors(401, 403)),
+            (Answer(200, "the caller", models.CallerOut), *error_answers(401, 403)),
         ),
         Route(
             "GET",
@@ -583,7 +603,7 @@ def core_routes() -> list[Route]:
             "dashboard",
             (
                 Answer(200, "the file", content_types=tuple(sorted(set(ASSETS.values())))),
-                *_errors(400, 404),
+                *error_answers(400, 404),
             ),
             (_asset_param(),),
         ),
@@ -597,4 +617,7 @@ def _openapi(call: Call) -> Reply:
 
 
 def default_routes() -> list[Route]:
-    return core_routes()
+    # Imported here: the control table builds on this module's helpers.
+    from fleetops.api.control_handlers import control_routes
+
+    return core_routes() + control_routes()

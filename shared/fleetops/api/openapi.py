@@ -15,12 +15,15 @@ SECURITY_SCHEME = "bearer"
 VERSION = "1.0.0"
 
 DESCRIPTION = """\
-Read the fleet, request operations, approve and cancel them, and replay dead letters.
+Read the fleet, request operations, approve and cancel them, replay dead letters, roll
+changes out in waves, and steer automation and maintenance.
 
 Every endpoint under /v1 except this document needs `Authorization: Bearer <token>`:
 on the local stack, a token from the file `fleetops up` writes (FLEETOPS_API_TOKENS_FILE);
 on Google Cloud, a Google identity token for the API's audience. Roles: `viewer` reads;
-`operator` also requests, cancels and replays; `admin` also approves.
+`operator` also requests, cancels, replays, starts and steers rollouts, pauses automation
+and resets remediation; `admin` also approves, resumes automation, changes its limits and
+steers maintenance.
 
 Errors are `{"error": {"code": ..., "message": ...}}`, the message one sentence naming
 the field or the reason.

@@ -1,4 +1,11 @@
-"""`fleetops`: start the local stack, request operations, and watch them."""
+"""`fleetops`: start the local stack, request operations, and watch them.
+
+Every command that reads or changes the fleet goes through a `Backend`: the
+API when FLEETOPS_API_URL is set (always with the local stack), so its roles
+and rules apply, or Pub/Sub, Firestore and Cloud Scheduler directly otherwise.
+Only `up` (which starts what the API runs on) and `alert` (which stands in for
+Cloud Monitoring publishing an incident) always work directly.
+"""
 
 from __future__ import annotations
 
@@ -9,26 +16,30 @@ import time
 import uuid
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fleetops import runtime
 from fleetops.cli import render
 from fleetops.cli.render import console, err_console
-from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_ALERTS, TOPIC_REQUESTS
-from fleetops.contract.pubsub import encode_binary
-from fleetops.contract.requests import new_request_event
+from fleetops.contract.names import DEFAULT_LOCAL_PROJECT, TOPIC_ALERTS
 from fleetops.domain.decisions import DecisionError
 from fleetops.domain.model import Action, Operation, OperationStatus, Size, StepStatus
 from fleetops.local import config
-from fleetops.services.control import ControlDeps, approve_operation, cancel_operation
-from fleetops.services.requests import operation_id_for
+
+if TYPE_CHECKING:
+    from fleetops.cli.backend import Backend, MaintenanceView
 
 app = typer.Typer(
     name="fleetops",
-    help="Run and watch a fleet of single-tenant instances.",
+    help=(
+        "Run and watch a fleet of single-tenant instances. With FLEETOPS_API_URL set "
+        "(always with the local stack) every command goes through the API as the holder of "
+        "FLEETOPS_API_TOKEN; otherwise straight to Pub/Sub and Firestore."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,7 +54,10 @@ remediation_app = typer.Typer(help="Automatic remediation of one instance.", no_
 app.add_typer(ops_app, name="ops")
 app.add_typer(instances_app, name="instances")
 maintenance_app = typer.Typer(
-    help="The maintenance tick's Cloud Scheduler jobs (on GCP, or the local scheduler).",
+    help=(
+        "The maintenance tick's Cloud Scheduler jobs (on GCP, or the local scheduler), "
+        "the fleet's default window and its freezes."
+    ),
     no_args_is_help=True,
 )
 rollout_app = typer.Typer(help="Roll an action across the fleet in waves.", no_args_is_help=True)
@@ -71,8 +85,27 @@ class CliError(Exception):
     """An error to show as one sentence."""
 
 
-def _requester() -> str:
-    return runtime.principal()
+# `--as`, read by the callback before any command runs.
+_acting_as: str | None = None
+
+
+@app.callback()
+def options(
+    acting_as: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="PRINCIPAL",
+            help=(
+                "act as this principal: with the local stack, its token from "
+                "FLEETOPS_API_TOKENS_FILE (e.g. --as admin2 to approve what the operator "
+                "asked for); directly, the name recorded. Also FLEETOPS_AS."
+            ),
+        ),
+    ] = None,
+) -> None:
+    global _acting_as
+    _acting_as = acting_as
 
 
 def _check_reachable() -> None:
@@ -92,13 +125,31 @@ def _check_reachable() -> None:
     if not os.environ.get("FIRESTORE_EMULATOR_HOST") and not os.environ.get("GOOGLE_CLOUD_PROJECT"):
         raise CliError(
             "no local stack found (.fleetops/local.env) and GOOGLE_CLOUD_PROJECT is not set: "
-            "run `fleetops up`, or set GOOGLE_CLOUD_PROJECT for a deployed fleetops"
+            "run `fleetops up`, or set FLEETOPS_API_URL and FLEETOPS_API_TOKEN for a deployed "
+            "fleetops"
         )
 
 
-def _connect() -> None:
+def _connect_direct() -> None:
     config.load_into_environ()
+    if _acting_as:
+        os.environ["FLEETOPS_PRINCIPAL"] = _acting_as
     _check_reachable()
+
+
+def _backend() -> Backend:
+    """The API when FLEETOPS_API_URL is set (here or in local.env), else direct."""
+    from fleetops.cli.backend import DirectBackend, backend_from_env
+
+    config.load_into_environ()
+    chosen = backend_from_env(acting_as=_acting_as)
+    if isinstance(chosen, DirectBackend):
+        _check_reachable()
+    return chosen
+
+
+def _print_json(value: Any) -> None:
+    console.print_json(render.to_json(value))
 
 
 @app.command()
@@ -118,18 +169,24 @@ def up(
     ),
     version: Annotated[str, typer.Option(help="version of the demo instances")] = "1.0.0",
 ) -> None:
-    """Start the whole local stack in the foreground; Ctrl-C stops everything it started."""
+    """Start the whole local stack in the foreground; Ctrl-C stops everything it started.
+
+    It works on the emulators directly (the API is one of the things it starts), and
+    writes local.env, with the API's URL and an operator's token, for the other commands.
+    """
+    from fleetops.cli.backend import DirectBackend
     from fleetops.local.stack import LocalStack, run_until_interrupted
 
     began = time.monotonic()
     stack = LocalStack(state_dir=state_dir, project=project, port_base=port_base, say=console.print)
 
     def provision_demo(stack: LocalStack) -> None:
+        direct = DirectBackend(_acting_as)
         if instances:
             ids = [f"demo-{n}" for n in range(1, instances + 1)]
             console.print(f"provisioning {instances} demo instance(s) through fleetops-requests...")
             op_ids = [
-                _publish_request(
+                direct.submit_request(
                     {
                         "instance": i,
                         "action": Action.PROVISION.value,
@@ -141,12 +198,11 @@ def up(
                 )
                 for i in ids
             ]
-            finished = _wait_all(op_ids, timeout=120)
+            finished = _wait_all(direct, op_ids, timeout=120)
             failed = [op for op in finished if op.status is not OperationStatus.SUCCEEDED]
             for op in failed:
                 err_console.print(f"[red]{op.instance}: {op.status.value}: {op.error}[/]")
-        store = runtime.state_store()
-        console.print(render.instances_table(store.list_instances()))
+        console.print(render.instances_table(direct.list_instances()))
         console.print(f"pubsub emulator    {stack.env['PUBSUB_EMULATOR_HOST']}")
         console.print(f"firestore emulator {stack.env['FIRESTORE_EMULATOR_HOST']}")
         console.print(f"host agent         {stack.env['FLEETOPS_AGENT_URL']}")
@@ -163,23 +219,13 @@ def up(
     raise typer.Exit(code)
 
 
-def _publish_request(data: dict[str, Any]) -> str:
-    source = f"//fleetops/cli/{_requester()}"
-    data.setdefault("requested_by", _requester())
-    event = new_request_event(data, source=source, event_id=str(uuid.uuid4()))
-    body, attributes = encode_binary(event)
-    runtime.publisher().publish(TOPIC_REQUESTS, body, attributes)
-    return operation_id_for(event.source, event.id)
-
-
-def _wait_all(op_ids: list[str], timeout: float) -> list[Operation]:
-    store = runtime.state_store()
+def _wait_all(backend: Backend, op_ids: list[str], timeout: float) -> list[Operation]:
     deadline = time.monotonic() + timeout
     pending = set(op_ids)
     found: dict[str, Operation] = {}
     while pending and time.monotonic() < deadline:
         for op_id in list(pending):
-            op = store.get_operation(op_id)
+            op = backend.get_operation(op_id)
             if op is not None and op.finished:
                 found[op_id] = op
                 pending.discard(op_id)
@@ -190,8 +236,7 @@ def _wait_all(op_ids: list[str], timeout: float) -> list[Operation]:
     return [found[i] for i in op_ids]
 
 
-def wait_for(op_id: str, timeout: float, *, show_progress: bool) -> Operation:
-    store = runtime.state_store()
+def wait_for(backend: Backend, op_id: str, timeout: float, *, show_progress: bool) -> Operation:
     deadline = time.monotonic() + timeout
     progress = Progress(
         TextColumn("{task.description}"),
@@ -205,7 +250,7 @@ def wait_for(op_id: str, timeout: float, *, show_progress: bool) -> Operation:
     with progress:
         task = progress.add_task(f"waiting for {op_id}", total=None)
         while True:
-            op = store.get_operation(op_id)
+            op = backend.get_operation(op_id)
             if op is not None:
                 done = sum(
                     1 for s in op.steps if s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
@@ -222,7 +267,7 @@ def wait_for(op_id: str, timeout: float, *, show_progress: bool) -> Operation:
             if time.monotonic() >= deadline:
                 state = op.status.value if op else "not recorded yet"
                 raise CliError(f"operation {op_id} did not finish within {timeout:.0f}s ({state})")
-            time.sleep(0.2)
+            time.sleep(0.25)
 
 
 def _exit_for(op: Operation) -> None:
@@ -243,12 +288,13 @@ def request(
     ] = None,
     reason: Annotated[str | None, typer.Option(help="why, kept on the operation")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="plan only, touch nothing")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="wait until the operation finishes")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="wait until the operation finishes, with a progress bar")
+    ] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 180,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """Publish a fleetops.instance.requested event; print (or wait for) its operation."""
-    _connect()
+    """Request an operation (fleetops.instance.requested); print (or wait for) it."""
     data: dict[str, Any] = {"instance": instance, "action": action.value}
     for key, value in (
         ("version", version),
@@ -267,21 +313,22 @@ def request(
         data["labels"] = {k: v for k, _, v in pairs}
     if dry_run:
         data["dry_run"] = True
-    op_id = _publish_request(data)
+    backend = _backend()
+    op_id = backend.submit_request(data)
     if not wait:
         if output is Output.JSON:
-            console.print_json(render.to_json({"operation": op_id, "status": "published"}))
+            _print_json({"operation": op_id, "status": "published"})
         else:
             console.print(f"published: operation {op_id} (fleetops ops wait {op_id})")
         return
-    op = wait_for(op_id, timeout, show_progress=output is Output.TABLE)
+    op = wait_for(backend, op_id, timeout, show_progress=output is Output.TABLE)
     _show_operation(op, output)
     _exit_for(op)
 
 
 def _show_operation(op: Operation, output: Output, *, history: bool = False) -> None:
     if output is Output.JSON:
-        console.print_json(render.to_json(render.operation_json(op)))
+        _print_json(render.operation_json(op))
         return
     console.print(render.operation_detail(op))
     if history:
@@ -294,6 +341,9 @@ def _show_operation(op: Operation, output: Output, *, history: bool = False) -> 
         )
 
 
+# ------------------------------------------------------------------ instances
+
+
 @instances_app.callback()
 def instances(
     ctx: typer.Context,
@@ -303,10 +353,9 @@ def instances(
     """List the fleet's instances (or `instances show INSTANCE`)."""
     if ctx.invoked_subcommand is not None:
         return
-    _connect()
-    found = runtime.state_store().list_instances(include_deleted=all_)
+    found = _backend().list_instances(include_deleted=all_)
     if output is Output.JSON:
-        console.print_json(render.to_json([render.instance_json(i) for i in found]))
+        _print_json([render.instance_json(i) for i in found])
     else:
         console.print(render.instances_table(found))
 
@@ -318,48 +367,49 @@ def instances_show(
 ) -> None:
     """One instance: its operations, its remediation decisions (why it did or didn't
     heal), and its recent changes."""
-    _connect()
-    store = runtime.state_store()
-    found = store.get_instance(instance)
-    if found is None:
+    view = _backend().get_instance(instance)
+    if view is None:
         raise CliError(f"instance {instance} does not exist")
-    ops = store.list_operations(instance=instance, limit=10)
-    decisions = [
-        d
-        for _, d in store.list_documents(f"instances/{instance}/decisions", order_by="at", limit=25)
-    ]
-    history = store.instance_history(instance, limit=25)
     if output is Output.JSON:
-        console.print_json(
-            render.to_json(
-                {
-                    **render.instance_json(found),
-                    "operations": [render.operation_json(o) for o in ops],
-                    "decisions": decisions,
-                    "remediation": store.get_document(f"remediation/{instance}"),
-                    "history": render.history_json(history),
-                }
-            )
-        )
+        _print_json(render.instance_view_json(view))
         return
-    console.print(render.instances_table([found]))
-    console.print(render.operations_table(ops))
-    console.print(render.decisions_table(decisions))
-    console.print(render.history_table(history, "recent changes"))
+    console.print(render.instances_table([view.instance]))
+    console.print(render.operations_table(view.operations))
+    if view.decisions is None:
+        console.print("remediation decisions: this API does not serve them")
+    else:
+        console.print(render.decisions_table(view.decisions))
+    console.print(render.history_table(view.history[: render.SHOWN_HISTORY], "recent changes"))
+
+
+@instances_app.command("windows")
+def instances_windows(
+    instance: Annotated[str | None, typer.Argument(help="instance id (default: all)")] = None,
+    count: Annotated[int, typer.Option(min=1, max=20, help="openings to show")] = 3,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """The next maintenance openings, in the customer's time and in UTC."""
+    rows = [found.to_json() for found in _backend().instance_windows(instance, count)]
+    if output is Output.JSON:
+        _print_json(rows)
+        return
+    console.print(render.windows_table(rows))
+
+
+# ------------------------------------------------------------------ operations
 
 
 @ops_app.command("list")
 def ops_list(
     instance: Annotated[str | None, typer.Option(help="only this instance")] = None,
     status: Annotated[OperationStatus | None, typer.Option(help="only this status")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Operations, newest first."""
-    _connect()
-    found = runtime.state_store().list_operations(instance=instance, status=status, limit=limit)
+    found = _backend().list_operations(instance=instance, status=status, limit=limit)
     if output is Output.JSON:
-        console.print_json(render.to_json([render.operation_json(o) for o in found]))
+        _print_json([render.operation_json(o) for o in found])
     else:
         console.print(render.operations_table(found))
 
@@ -370,8 +420,7 @@ def ops_show(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """One operation: its steps, attempts and timings."""
-    _connect()
-    op = runtime.state_store().get_operation(operation)
+    op = _backend().get_operation(operation)
     if op is None:
         raise CliError(f"operation {operation} does not exist")
     _show_operation(op, output, history=True)
@@ -383,11 +432,41 @@ def ops_wait(
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 180,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """Wait until the operation finishes; exit 1 unless it succeeded."""
-    _connect()
-    op = wait_for(operation, timeout, show_progress=output is Output.TABLE)
+    """Wait until the operation finishes, with a progress bar; exit 1 unless it succeeded."""
+    op = wait_for(_backend(), operation, timeout, show_progress=output is Output.TABLE)
     _show_operation(op, output)
     _exit_for(op)
+
+
+@ops_app.command("approve")
+def ops_approve(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Approve an operation awaiting approval (someone other than its requester)."""
+    backend = _backend()
+    op = backend.approve(operation)
+    _report_change(op, output, f"approved by {op.approved_by or backend.principal}")
+
+
+@ops_app.command("cancel")
+def ops_cancel(
+    operation: Annotated[str, typer.Argument(help="operation id")],
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Cancel: at once if it has not started, else at the next step boundary with rollback."""
+    op = _backend().cancel(operation)
+    _report_change(op, output, "cancelled" if op.finished else "cancel requested")
+
+
+def _report_change(op: Operation, output: Output, what: str) -> None:
+    if output is Output.JSON:
+        _print_json(render.operation_json(op))
+    else:
+        console.print(f"{op.id}: {what}; now {op.status.value}")
+
+
+# ------------------------------------------------------------------ alerts and remediation
 
 
 @app.command()
@@ -400,12 +479,16 @@ def alert(
     playbook: Annotated[str | None, typer.Option(help="the fleetops_playbook policy label")] = None,
     output: OutputOption = Output.TABLE,
 ) -> None:
-    """Publish a Monitoring-shaped incident for the instance, as Cloud Monitoring would."""
+    """Publish a Monitoring-shaped incident for the instance, as Cloud Monitoring would.
+
+    It stands in for Cloud Monitoring, so it always publishes straight to the alerts
+    topic (never through the API), with Pub/Sub and Firestore access of its own.
+    """
     import json
 
     from fleetops.contract.incidents import notification
 
-    _connect()
+    _connect_direct()
     if close and incident is None:
         state = runtime.state_store().get_document(f"remediation/{instance}") or {}
         incident = state.get("open_incident")
@@ -426,7 +509,7 @@ def alert(
     )
     runtime.publisher().publish(TOPIC_ALERTS, json.dumps(body).encode(), {})
     if output is Output.JSON:
-        console.print_json(render.to_json({"incident": incident_id, "state": state_name}))
+        _print_json({"incident": incident_id, "state": state_name})
     else:
         console.print(f"published incident {incident_id} ({state_name}) for {instance}")
 
@@ -437,24 +520,19 @@ def remediation_reset(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """After an escalation: let automation act on this instance again."""
-    from fleetops.services import automation
-
-    _connect()
-    automation.reset_instance(
-        runtime.state_store(), instance, runtime.principal(), runtime.utc_now()
-    )
+    who = _backend().reset_remediation(instance)
     if output is Output.JSON:
-        console.print_json(render.to_json({"instance": instance, "reset_by": runtime.principal()}))
+        _print_json({"instance": instance, "reset_by": who})
         return
-    console.print(f"remediation of {instance} reset by {runtime.principal()}")
+    console.print(f"remediation of {instance} reset by {who}")
 
 
-def _show_automation(output: Output) -> None:
-    from fleetops.services import automation
+# ------------------------------------------------------------------ automation
 
-    status = automation.status(runtime.state_store())
+
+def _show_automation(status: Any, output: Output) -> None:
     if output is Output.JSON:
-        console.print_json(render.to_json(status.to_json()))
+        _print_json(status.to_json())
         return
     console.print(render.automation_table(status.to_json()))
 
@@ -462,28 +540,19 @@ def _show_automation(output: Output) -> None:
 @automation_app.command("status")
 def automation_status(output: OutputOption = Output.TABLE) -> None:
     """Paused or not, dry run or not, the circuit breaker, and every limit."""
-    _connect()
-    _show_automation(output)
+    _show_automation(_backend().automation_status(), output)
 
 
 @automation_app.command("pause")
 def automation_pause(output: OutputOption = Output.TABLE) -> None:
     """The kill switch: no automatic remediation and no maintenance until resume."""
-    from fleetops.services import automation
-
-    _connect()
-    automation.pause(runtime.state_store(), runtime.principal())
-    _show_automation(output)
+    _show_automation(_backend().pause_automation(), output)
 
 
 @automation_app.command("resume")
 def automation_resume(output: OutputOption = Output.TABLE) -> None:
     """Lift the kill switch and close the circuit breaker."""
-    from fleetops.services import automation
-
-    _connect()
-    automation.resume(runtime.state_store(), runtime.principal(), runtime.utc_now())
-    _show_automation(output)
+    _show_automation(_backend().resume_automation(), output)
 
 
 @automation_app.command("dry-run")
@@ -492,11 +561,7 @@ def automation_dry_run(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Switch remediation's dry-run mode on or off."""
-    from fleetops.services import automation
-
-    _connect()
-    automation.set_dry_run(runtime.state_store(), on)
-    _show_automation(output)
+    _show_automation(_backend().change_automation(dry_run=on), output)
 
 
 @automation_app.command("set")
@@ -506,28 +571,10 @@ def automation_set(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Change one safety limit."""
-    from fleetops.services import automation
-
-    _connect()
-    automation.set_limit(runtime.state_store(), name, value)
-    _show_automation(output)
+    _show_automation(_backend().change_automation(limits={name: value}), output)
 
 
-def _rollout_deps() -> Any:
-    from fleetops.services.rollouts import RolloutDeps
-
-    return RolloutDeps(
-        runtime.state_store(), runtime.publisher(), runtime.utc_now, runtime.approval_policy()
-    )
-
-
-def _duration(text: str, what: str) -> Any:
-    from fleetops.domain.windows import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise CliError(f"{what}: {exc}") from exc
+# ------------------------------------------------------------------ rollouts
 
 
 @rollout_app.command("start")
@@ -551,81 +598,70 @@ def rollout_start(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Plan a rollout into waves; maintenance ticks then carry it out."""
-    from fleetops.domain.rollouts import Limit, parse_selector
-    from fleetops.services.rollouts import StartRollout, plan_rollout
+    from fleetops.cli.backend import RolloutPlan
 
-    _connect()
-    try:
-        command = StartRollout(
-            action=action,
-            version=version,
-            size=size,
-            selector=parse_selector(selector),
-            max_concurrency=Limit.parse(max_concurrency),
-            max_errors=Limit.parse(max_errors),
-            canary=canary or None,
-            bake=_duration(bake, "--bake") if bake not in ("0", "0m") else _zero(),
-            cutoff=_duration(cutoff, "--cutoff"),
-            respect_windows=not now,
-            requested_by=runtime.principal(),
-        )
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-    rollout = plan_rollout(command, _rollout_deps())
-    _show_rollout(rollout.id, output)
+    plan = RolloutPlan(
+        action=action.value,
+        version=version,
+        size=size.value if size else None,
+        selector=selector,
+        max_concurrency=max_concurrency,
+        max_errors=max_errors,
+        canary=canary,
+        bake=bake,
+        cutoff=cutoff,
+        now=now,
+    )
+    _show_rollout(_backend().start_rollout(plan), output)
 
 
-def _zero() -> Any:
-    from datetime import timedelta
-
-    return timedelta(0)
-
-
-def _show_rollout(rollout_id: str, output: Output) -> bool:
-    """Print the rollout; True when it is over."""
-    from fleetops.services.rollouts import progress, rollout_to_doc
-
-    rollout, waves = progress(rollout_id, runtime.state_store())
+def _show_rollout(view: Any, output: Output) -> None:
     if output is Output.JSON:
-        doc = {"id": rollout.id, **rollout_to_doc(rollout)}
-        doc["progress"] = [{"wave": w.wave.name, **w.counts} for w in waves]
-        console.print_json(render.to_json(doc))
+        _print_json(render.rollout_json(view.rollout, view.waves))
     else:
-        console.print(render.rollout_panel(rollout, waves))
-    return rollout.status.terminal
+        console.print(render.rollout_panel(view.rollout, view.waves))
 
 
 @rollout_app.command("show")
 def rollout_show(
     rollout: Annotated[str, typer.Argument(help="rollout id")],
-    watch: Annotated[bool, typer.Option("--watch", help="refresh until it ends")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="refresh its progress bars until it ends (with --output json: print it then)",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.2, help="seconds between refreshes with --watch")
+    ] = 1.0,
     output: OutputOption = Output.TABLE,
 ) -> None:
     """A rollout with a progress bar per wave."""
-    _connect()
-    if not watch or output is Output.JSON:
-        _show_rollout(rollout, output)
+    backend = _backend()
+    view = backend.get_rollout(rollout)
+    if not watch:
+        _show_rollout(view, output)
+        return
+    if output is Output.JSON:
+        while not view.rollout.status.terminal:
+            time.sleep(interval)
+            view = backend.get_rollout(rollout)
+        _show_rollout(view, output)
         return
     from rich.live import Live
 
-    from fleetops.services.rollouts import progress
-
-    with Live(console=console, refresh_per_second=2) as live:
-        while True:
-            found, waves = progress(rollout, runtime.state_store())
-            live.update(render.rollout_panel(found, waves))
-            if found.status.terminal:
-                return
-            time.sleep(1)
+    with Live(render.rollout_panel(view.rollout, view.waves), console=console) as live:
+        while not view.rollout.status.terminal:
+            time.sleep(interval)
+            view = backend.get_rollout(rollout)
+            live.update(render.rollout_panel(view.rollout, view.waves))
 
 
-def _rollout_status(rollout: str, status: str, output: Output) -> None:
+def _change_rollout(rollout: str, status: str, output: Output) -> None:
     from fleetops.domain.rollouts import RolloutStatus
-    from fleetops.services.rollouts import set_status
 
-    _connect()
-    set_status(rollout, RolloutStatus(status), runtime.principal(), _rollout_deps())
-    _show_rollout(rollout, output)
+    _show_rollout(_backend().change_rollout(rollout, RolloutStatus(status)), output)
 
 
 @rollout_app.command("pause")
@@ -633,7 +669,7 @@ def rollout_pause(
     rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
 ) -> None:
     """Start nothing new until resumed; what runs finishes."""
-    _rollout_status(rollout, "paused", output)
+    _change_rollout(rollout, "paused", output)
 
 
 @rollout_app.command("resume")
@@ -641,7 +677,7 @@ def rollout_resume(
     rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
 ) -> None:
     """Carry on from where it paused."""
-    _rollout_status(rollout, "running", output)
+    _change_rollout(rollout, "running", output)
 
 
 @rollout_app.command("abort")
@@ -649,138 +685,56 @@ def rollout_abort(
     rollout: Annotated[str, typer.Argument(help="rollout id")], output: OutputOption = Output.TABLE
 ) -> None:
     """Stop for good; what runs finishes."""
-    _rollout_status(rollout, "aborted", output)
+    _change_rollout(rollout, "aborted", output)
 
 
 @rollout_app.command("list")
-def rollout_list(output: OutputOption = Output.TABLE) -> None:
-    """Rollouts, newest first."""
-    _connect()
-    found = runtime.state_store().list_documents("rollouts", order_by="created_at", limit=50)
-    if output is Output.JSON:
-        console.print_json(render.to_json([{"id": i, **d} for i, d in found]))
-        return
-    from rich.table import Table
-
-    table = Table(title="rollouts")
-    for column in ("rollout", "action", "version", "status", "targets", "created by", "created"):
-        table.add_column(column)
-    for rollout_id, doc in found:
-        table.add_row(
-            rollout_id,
-            str(doc.get("action")),
-            str(doc.get("target_version") or "-"),
-            str(doc.get("status")),
-            str(doc.get("total")),
-            str(doc.get("created_by")),
-            render.when(doc.get("created_at")),
-        )
-    console.print(table)
-
-
-@instances_app.command("windows")
-def instances_windows(
-    instance: Annotated[str | None, typer.Argument(help="instance id (default: all)")] = None,
-    count: Annotated[int, typer.Option(min=1, max=20, help="openings to show")] = 3,
-    output: OutputOption = Output.TABLE,
+def rollout_list(
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50, output: OutputOption = Output.TABLE
 ) -> None:
-    """The next maintenance openings, in the customer's time and in UTC."""
-    from fleetops.domain.windows import openings, window_from_dict
-
-    _connect()
-    store = runtime.state_store()
-    settings = store.get_document("maintenance/settings") or {}
-    default = (
-        window_from_dict(settings["default_window"]) if settings.get("default_window") else None
-    )
-    chosen = [store.get_instance(instance)] if instance else store.list_instances()
-    if instance and chosen[0] is None:
-        raise CliError(f"instance {instance} does not exist")
-    now = runtime.utc_now()
-    rows: list[dict[str, Any]] = []
-    for found in chosen:
-        assert found is not None
-        window = found.maintenance_window or default
-        if window is None:
-            rows.append({"instance": found.id, "window": None, "openings": []})
-            continue
-        rows.append(
-            {
-                "instance": found.id,
-                "window": window.to_dict(),
-                "default": found.maintenance_window is None,
-                "openings": [
-                    {
-                        "local_start": o.local_start.isoformat(),
-                        "local_end": o.local_end.isoformat(),
-                        "start": o.start.isoformat(),
-                        "end": o.end.isoformat(),
-                    }
-                    for o in openings(window, now, count)
-                ],
-            }
-        )
+    """Rollouts, newest first."""
+    found = _backend().list_rollouts(limit=limit)
     if output is Output.JSON:
-        console.print_json(render.to_json(rows))
+        _print_json([render.rollout_json(r) for r in found])
         return
-    console.print(render.windows_table(rows))
+    console.print(render.rollouts_table(found))
 
 
-def _maintenance_jobs(action: str, output: Output) -> None:
-    from fleetops.adapters import scheduler_admin as sa
+# ------------------------------------------------------------------ maintenance
 
-    config.load_into_environ()
-    client = sa.scheduler_client(os.environ.get("FLEETOPS_SCHEDULER_URL"))
-    project = runtime.project()
-    jobs = sa.list_jobs(project, client=client)
-    if action != "status":
-        change = {"pause": sa.pause_job, "resume": sa.resume_job, "run-now": sa.run_job}[action]
-        for job in jobs:
-            change(project, job.id, client=client)
-        jobs = sa.list_jobs(project, client=client)
+
+def _show_jobs(view: MaintenanceView, output: Output) -> None:
+    if view.scheduler_error:
+        err_console.print(f"[yellow]warning:[/] {escape(view.scheduler_error)}", soft_wrap=True)
     if output is Output.JSON:
-        console.print_json(render.to_json([job.__dict__ for job in jobs]))
+        _print_json([job.to_json() for job in view.jobs])
         return
-    from rich.table import Table
-
-    table = Table(title="maintenance jobs")
-    for column in ("job", "schedule", "time zone", "state", "topic", "next run", "last error"):
-        table.add_column(column)
-    for job in jobs:
-        table.add_row(
-            job.id,
-            job.schedule,
-            job.time_zone,
-            job.state,
-            job.topic or "-",
-            str(job.next_run or "-"),
-            job.last_error or "",
-        )
-    console.print(table)
+    console.print(render.jobs_table(view.jobs))
+    console.print(render.maintenance_settings(view.settings))
 
 
 @maintenance_app.command("status")
 def maintenance_status(output: OutputOption = Output.TABLE) -> None:
     """The maintenance jobs and when they fire next."""
-    _maintenance_jobs("status", output)
+    _show_jobs(_backend().maintenance_status(), output)
 
 
 @maintenance_app.command("pause")
 def maintenance_pause(output: OutputOption = Output.TABLE) -> None:
     """Pause every maintenance job: no tick fires until resume."""
-    _maintenance_jobs("pause", output)
+    _show_jobs(_backend().change_maintenance_jobs("pause"), output)
 
 
 @maintenance_app.command("resume")
 def maintenance_resume(output: OutputOption = Output.TABLE) -> None:
     """Resume every maintenance job."""
-    _maintenance_jobs("resume", output)
+    _show_jobs(_backend().change_maintenance_jobs("resume"), output)
 
 
 @maintenance_app.command("run-now")
 def maintenance_run_now(output: OutputOption = Output.TABLE) -> None:
     """Fire every maintenance job once, now."""
-    _maintenance_jobs("run-now", output)
+    _show_jobs(_backend().change_maintenance_jobs("run-now"), output)
 
 
 @maintenance_app.command("default-window")
@@ -792,19 +746,17 @@ def maintenance_default_window(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """The window of instances that have none of their own."""
-    from fleetops.domain.windows import window_from_dict
-
-    _connect()
-    doc = {"days": days.split(","), "start": start, "duration": duration, "timezone": timezone}
-    try:
-        window_from_dict(doc)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-    _change_maintenance_settings(lambda s: {**s, "default_window": doc})
+    doc = {
+        "days": [d.strip().lower() for d in days.split(",") if d.strip()],
+        "start": start,
+        "duration": duration,
+        "timezone": timezone,
+    }
+    window = _backend().set_default_window(doc)
     if output is Output.JSON:
-        console.print_json(render.to_json({"default_window": doc}))
+        _print_json({"default_window": window.to_dict()})
         return
-    console.print(f"fleet default window: {days} {start} for {duration} ({timezone})")
+    console.print(f"fleet default window: {render.window_text(window.to_dict())}")
 
 
 @maintenance_app.command("freeze")
@@ -815,48 +767,14 @@ def maintenance_freeze(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """No maintenance between two instants (e.g. year-end), fleet-wide."""
-    from fleetops.domain.windows import freeze_from_dict
-
-    _connect()
-    doc = {"start": start, "end": end, "reason": reason}
-    try:
-        freeze_from_dict(doc)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-    _change_maintenance_settings(lambda s: {**s, "freezes": [*s.get("freezes", []), doc]})
+    freeze = _backend().add_freeze({"start": start, "end": end, "reason": reason})
     if output is Output.JSON:
-        console.print_json(render.to_json({"freeze": doc}))
+        _print_json({"freeze": render.freeze_json(freeze)})
         return
-    console.print(f"freeze '{reason}' from {start} to {end}")
+    console.print(render.freeze_text(freeze))
 
 
-def _change_maintenance_settings(change: Any) -> None:
-    def run(tx: Any) -> None:
-        current = tx.get_document("maintenance/settings") or {}
-        tx.put_document("maintenance/settings", change(current))
-
-    runtime.state_store().transact(run)
-
-
-def _backend() -> Any:
-    """Through the API when a token for it is set; straight on Pub/Sub and Firestore otherwise."""
-    from fleetops.cli.backend import DirectBackend, backend_from_env
-
-    if os.environ.get("FLEETOPS_API_URL") and os.environ.get("FLEETOPS_API_TOKEN"):
-        return backend_from_env()
-    return DirectBackend()
-
-
-def _letter_json(letter: Any) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "error": letter.error_code,
-        "reason": letter.reason,
-        "topic": letter.original_topic,
-        "received_at": letter.received_at,
-        "data": letter.data.decode(errors="replace"),
-        "attributes": dict(letter.attributes),
-    }
+# ------------------------------------------------------------------ dead letters
 
 
 @dlq_app.command("list")
@@ -864,25 +782,11 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50, output: OutputOption = Output.TABLE
 ) -> None:
     """Dead letters, newest first, with the reason each was refused."""
-    _connect()
     letters = _backend().list_dead_letters(limit=limit)
     if output is Output.JSON:
-        console.print_json(render.to_json([_letter_json(item) for item in letters]))
+        _print_json([render.letter_json(item) for item in letters])
         return
-    from rich.table import Table
-
-    table = Table(title=f"{len(letters)} dead letter(s)")
-    for column in ("id", "received", "topic", "error", "reason"):
-        table.add_column(column)
-    for item in letters:
-        table.add_row(
-            item.id,
-            render.when(item.received_at),
-            item.original_topic or "-",
-            item.error_code,
-            item.reason,
-        )
-    console.print(table)
+    console.print(render.letters_table(letters))
 
 
 @dlq_app.command("replay")
@@ -891,50 +795,21 @@ def dlq_replay(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Publish a dead letter again to its original topic (once)."""
-    _connect()
     replayed = _backend().replay_dead_letter(letter)
     if output is Output.JSON:
-        console.print_json(render.to_json(_letter_json(replayed)))
+        _print_json(render.letter_json(replayed))
         return
     console.print(f"replayed {replayed.id} to {replayed.original_topic}")
 
 
-def _control_deps() -> ControlDeps:
-    return ControlDeps(runtime.state_store(), runtime.publisher(), runtime.utc_now)
-
-
-@ops_app.command("approve")
-def ops_approve(
-    operation: Annotated[str, typer.Argument(help="operation id")],
-    output: OutputOption = Output.TABLE,
-) -> None:
-    """Approve an operation awaiting approval (someone other than its requester)."""
-    _connect()
-    op = approve_operation(operation, runtime.principal(), _control_deps())
-    _report_change(op, output, f"approved by {runtime.principal()}")
-
-
-@ops_app.command("cancel")
-def ops_cancel(
-    operation: Annotated[str, typer.Argument(help="operation id")],
-    output: OutputOption = Output.TABLE,
-) -> None:
-    """Cancel: at once if it has not started, else at the next step boundary with rollback."""
-    _connect()
-    op = cancel_operation(operation, runtime.principal(), _control_deps())
-    _report_change(op, output, "cancelled" if op.finished else "cancel requested")
-
-
-def _report_change(op: Operation, output: Output, what: str) -> None:
-    if output is Output.JSON:
-        console.print_json(render.to_json(render.operation_json(op)))
-    else:
-        console.print(f"{op.id}: {what}; now {op.status.value}")
+# ------------------------------------------------------------------ errors
 
 
 def _one_sentence(exc: BaseException) -> str | None:
-    """The message for errors a user can act on; None for bugs (shown as tracebacks)."""
+    """The message for errors a user can act on; None for anything else."""
+    from fleetops.cli.backend import BackendError
     from fleetops.local.processes import PortTakenError, ProcessStartError
+    from fleetops.services.dead_letter_store import DeadLetterNotFound, ReplayRefused
 
     known: tuple[type[BaseException], ...] = (
         CliError,
@@ -942,11 +817,6 @@ def _one_sentence(exc: BaseException) -> str | None:
         PortTakenError,
         ProcessStartError,
         DecisionError,
-    )
-    from fleetops.cli.backend import BackendError
-    from fleetops.services.dead_letter_store import DeadLetterNotFound, ReplayRefused
-
-    known += (
         BackendError,
         DeadLetterNotFound,
         ReplayRefused,
@@ -973,8 +843,15 @@ def main() -> None:
     except Exception as exc:
         message = _one_sentence(exc)
         if message is None:
-            raise
-        err_console.print(f"[red]error:[/] {message}")
+            if os.environ.get("FLEETOPS_DEBUG"):
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            message = (
+                f"fleetops failed unexpectedly ({type(exc).__name__}"
+                + (f": {first}" if first else "")
+                + "); FLEETOPS_DEBUG=1 shows the traceback"
+            )
+        err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

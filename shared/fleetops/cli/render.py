@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -19,8 +19,20 @@ from fleetops.domain.model import (
     StepStatus,
 )
 
+if TYPE_CHECKING:
+    from fleetops.cli.backend import InstanceView
+    from fleetops.domain.rollouts import Rollout
+    from fleetops.domain.windows import Freeze
+    from fleetops.ports import ScheduledJob
+    from fleetops.services.dead_letter_store import DeadLetter
+    from fleetops.services.maintenance import MaintenanceSettings
+    from fleetops.services.rollouts import WaveProgress
+
 console = Console()
 err_console = Console(stderr=True)
+
+# Rows of history and decisions `instances show` prints (and puts in its JSON).
+SHOWN_HISTORY = 25
 
 STATUS_STYLE = {
     OperationStatus.SUCCEEDED: "green",
@@ -64,6 +76,37 @@ def instance_json(instance: Instance) -> dict[str, Any]:
 
 def operation_json(op: Operation) -> dict[str, Any]:
     return {"id": op.id, **documents.operation_to_doc(op)}
+
+
+def instance_view_json(view: InstanceView) -> dict[str, Any]:
+    return {
+        **instance_json(view.instance),
+        "operations": [operation_json(o) for o in view.operations],
+        "decisions": view.decisions,
+        "remediation": view.remediation,
+        "history": history_json(view.history[:SHOWN_HISTORY]),
+    }
+
+
+def rollout_json(rollout: Rollout, waves: list[WaveProgress] | None = None) -> dict[str, Any]:
+    from fleetops.services.rollouts import rollout_to_doc
+
+    doc: dict[str, Any] = {"id": rollout.id, **rollout_to_doc(rollout)}
+    if waves is not None:
+        doc["progress"] = [{"wave": w.wave.name, **w.counts} for w in waves]
+    return doc
+
+
+def letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "error": letter.error_code,
+        "reason": letter.reason,
+        "topic": letter.original_topic,
+        "received_at": letter.received_at,
+        "data": letter.data.decode(errors="replace"),
+        "attributes": dict(letter.attributes),
+    }
 
 
 def instances_table(instances: list[Instance]) -> Table:
@@ -258,3 +301,74 @@ def _caption(op: Operation) -> str:
     if op.error:
         parts.append(f"error: {op.error}")
     return " | ".join(parts)
+
+
+def rollouts_table(rollouts: list[Rollout]) -> Table:
+    table = Table(title="rollouts")
+    for column in ("rollout", "action", "version", "status", "targets", "created by", "created"):
+        table.add_column(column)
+    for r in rollouts:
+        table.add_row(
+            r.id,
+            r.action.value,
+            r.target_version or "-",
+            r.status.value,
+            str(r.total),
+            r.created_by,
+            when(r.created_at),
+        )
+    return table
+
+
+def jobs_table(jobs: list[ScheduledJob]) -> Table:
+    table = Table(title="maintenance jobs")
+    for column in ("job", "schedule", "time zone", "state", "topic", "next run", "last error"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.schedule,
+            job.time_zone,
+            job.state,
+            job.topic or "-",
+            when(job.next_run),
+            job.last_error or "",
+        )
+    return table
+
+
+def window_text(window: dict[str, Any]) -> str:
+    return (
+        f"{','.join(window['days'])} {window['start']} for {window['duration']} "
+        f"({window['timezone']})"
+    )
+
+
+def freeze_json(freeze: Freeze) -> dict[str, Any]:
+    return {"start": freeze.start, "end": freeze.end, "reason": freeze.reason}
+
+
+def freeze_text(freeze: Freeze) -> str:
+    return f"freeze '{freeze.reason}' from {when(freeze.start)} to {when(freeze.end)} UTC"
+
+
+def maintenance_settings(settings: MaintenanceSettings) -> str:
+    default = settings.default_window
+    lines = [f"fleet default window: {window_text(default.to_dict()) if default else 'none'}"]
+    lines += [freeze_text(f) for f in settings.freezes]
+    return "\n".join(lines)
+
+
+def letters_table(letters: list[DeadLetter]) -> Table:
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    for column in ("id", "received", "topic", "error", "reason"):
+        table.add_column(column)
+    for item in letters:
+        table.add_row(
+            item.id,
+            when(item.received_at),
+            item.original_topic or "-",
+            item.error_code,
+            item.reason,
+        )
+    return table

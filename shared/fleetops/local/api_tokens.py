@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +60,24 @@ def write_tokens_file(path: Path) -> LocalApiTokens:
             {"token": t.token, "principal": t.principal, "role": t.role.value} for t in tokens.all
         ]
     }
+    _write_private(path, json.dumps(document, indent=2) + "\n")
+    return tokens
+
+
+def write_private_env(path: Path, values: Mapping[str, str]) -> None:
+    """Write `local.env` (KEY=VALUE lines) readable by this user only: it holds a token."""
+    _write_private(path, "".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A file left by an earlier run keeps its mode on open(): start from a fresh one.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump(document, out, indent=2)
-        out.write("\n")
+        out.write(text)
     tmp.replace(path)
-    return tokens
 
 
 def read_local_tokens(path: Path) -> dict[str, ApiToken]:

@@ -2,9 +2,10 @@
 
 Starts the Pub/Sub and Firestore emulators, creates every topic and our own
 push subscriptions (retry and dead-letter policies, as Terraform does on GCP),
-runs each function in its own functions-framework process, the host agent that
-runs instances as real processes, and provisions a demo fleet through the
-normal request path. Ctrl-C stops everything it started.
+runs each function in its own process (functions-framework's app on a threaded
+server, see `function_host`), the host agent that runs instances as real
+processes, and provisions a demo fleet through the normal request path.
+Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -146,7 +147,7 @@ class LocalStack:
             "FLEETOPS_SCHEDULER_URL": f"http://127.0.0.1:{ports.scheduler}",
             "FLEETOPS_LOCATION": LOCATION,
         }
-        from fleetops.local.api_tokens import write_tokens_file
+        from fleetops.local.api_tokens import write_private_env, write_tokens_file
 
         tokens = write_tokens_file((self.state_dir / "api-tokens.json").resolve())
         if "api" in ports.functions:
@@ -187,7 +188,7 @@ class LocalStack:
                 [
                     sys.executable,
                     "-m",
-                    "functions_framework",
+                    "fleetops.local.function_host",
                     "--target",
                     manifest.entry_point,
                     "--source",
@@ -250,7 +251,10 @@ class LocalStack:
                 logs / "prober.log",
             )
         )
-        config.write_env(self.env_file, self.env)
+        if "api" in ports.functions:
+            # Only local.env carries it: no function, agent or instance needs the CLI's token.
+            self.env["FLEETOPS_API_TOKEN"] = tokens.operator.token
+        write_private_env(self.env_file, self.env)
         self.say(f"topics and push subscriptions ready in {time.monotonic() - began:.1f}s")
 
     def _start_emulators(self, ports: Ports, logs: Path) -> None:
@@ -258,10 +262,17 @@ class LocalStack:
         errors: list[BaseException] = []
 
         def run(
-            kind: str, start: Callable[[int | None, Path], emulators.EmulatorProcess], port: int
+            kind: str,
+            start: Callable[[int | None, Path, float, Sequence[str]], emulators.EmulatorProcess],
+            port: int,
         ) -> None:
             try:
-                results[kind] = start(port, logs)
+                results[kind] = start(
+                    port,
+                    logs,
+                    emulators.DEFAULT_READY_TIMEOUT,
+                    emulators.LOCAL_STACK_JAVA_OPTIONS,
+                )
             except BaseException as exc:
                 errors.append(exc)
 

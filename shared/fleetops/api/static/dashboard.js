@@ -7,12 +7,17 @@
   const BUSY = new Set(["provisioning", "upgrading", "resizing", "restarting", "deleting"]);
   const LIVE = new Set(["running", "queued"]);
   const ATTENTION = new Set(["awaiting_approval", "failed"]);
+  const ROLLOUTS_SHOWN = 5;
+  const FINISHED_ROLLOUT = new Set(["succeeded", "halted", "aborted"]);
+  // Segments of a wave's bar, in the order drawn.
+  const TARGET_STATES = ["succeeded", "failed", "started", "skipped", "pending"];
 
   // Relative to the page, so the API works mounted under any path prefix.
   const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
   const $ = (id) => document.getElementById(id);
   let timer = null;
-  let rolloutsPath = null;
+  // A finished rollout's progress no longer changes: it is read once.
+  const finishedRollouts = new Map();
 
   function injectedToken() {
     const meta = document.querySelector('meta[name="fleetops-viewer-token"]');
@@ -147,43 +152,94 @@
       running.length + " operation(s) running";
   }
 
-  function renderRollouts(rollouts) {
-    const nodes = rollouts.map((r) =>
-      el("div", { class: "op", "data-rollout": r.id },
-        el("div", { class: "title" },
-          el("strong", {}, "to " + (r.target_version || "?")),
-          el("span", { class: "status status-" + r.status }, r.status),
-          el("span", { class: "muted" }, r.id)
-        )
-      )
-    );
-    $("rollouts").replaceChildren(...nodes);
-    $("no-rollouts").textContent = "No rollouts.";
-    $("no-rollouts").hidden = nodes.length > 0;
+  function waveBar(wave) {
+    const bar = el("div", { class: "wave-bar", role: "img",
+      "aria-label": wave.wave + ": " + TARGET_STATES.map((k) => wave[k] + " " + k).join(", ") });
+    for (const state of TARGET_STATES) {
+      if (!wave[state]) continue;
+      bar.append(el("span", {
+        class: "segment target-" + state,
+        style: "flex-grow: " + wave[state],
+        title: wave[state] + " " + (state === "started" ? "running" : state),
+      }));
+    }
+    return bar;
   }
 
-  async function discoverRollouts() {
-    // Only an API that documents a rollouts endpoint is asked about rollouts.
-    try {
-      const doc = await fetch(base + "v1/openapi.json", { cache: "no-store" }).then((r) => r.json());
-      rolloutsPath = doc.paths && doc.paths["/v1/rollouts"] ? "v1/rollouts" : null;
-    } catch (e) {
-      rolloutsPath = null;
+  function waveRow(rollout, wave) {
+    const done = wave.succeeded + wave.failed + wave.skipped;
+    const current = wave.index === rollout.current_wave && !FINISHED_ROLLOUT.has(rollout.status);
+    return el("div", { class: "wave" + (current ? " current" : ""), "data-wave": wave.wave },
+      el("span", { class: "wave-name" }, wave.wave + (current ? " \u25c2" : "")),
+      waveBar(wave),
+      el("span", { class: "muted wave-counts" },
+        done + "/" + wave.total + " done" +
+        (wave.started ? " \u00b7 " + wave.started + " running" : "") +
+        (wave.failed ? " \u00b7 " + wave.failed + " failed" : "") +
+        (wave.pending ? " \u00b7 " + wave.pending + " pending" : ""))
+    );
+  }
+
+  function rollout(r) {
+    const what = r.action + (r.target_version ? " to " + r.target_version : "") +
+      (r.size ? " to " + r.size : "");
+    return el("div", { class: "op rollout", "data-rollout": r.id, "data-status": r.status },
+      el("div", { class: "title" },
+        el("strong", {}, what),
+        el("span", { class: "status status-" + r.status }, r.status),
+        el("span", { class: "muted" }, r.total + " target(s) \u00b7 max " + r.max_concurrency +
+          " at once \u00b7 " + (r.respect_windows ? "in windows" : "now")),
+        el("span", { class: "muted" }, r.id + " \u00b7 by " + r.created_by + " \u00b7 " +
+          ago(r.created_at))
+      ),
+      el("div", { class: "waves" }, ...(r.progress || []).map((w) => waveRow(r, w))),
+      r.halted_reason ? el("div", { class: "why" }, "halted: " + r.halted_reason) : null
+    );
+  }
+
+  function renderRollouts(rollouts) {
+    fill($("rollouts"), $("no-rollouts"), rollouts.map(rollout));
+  }
+
+  async function loadRollouts() {
+    const listed = (await api("v1/rollouts?limit=" + ROLLOUTS_SHOWN)).rollouts;
+    return Promise.all(listed.map(async (r) => {
+      const known = finishedRollouts.get(r.id);
+      if (known && known.status === r.status) return known;
+      const full = await api("v1/rollouts/" + encodeURIComponent(r.id));
+      if (FINISHED_ROLLOUT.has(full.status)) finishedRollouts.set(full.id, full);
+      return full;
+    }));
+  }
+
+  function renderAutomation(status) {
+    const badges = [];
+    if (status.paused) {
+      badges.push(["paused", "automation paused" + (status.paused_by ? " by " + status.paused_by : "")]);
     }
+    if (status.circuit.open) {
+      badges.push(["circuit-open", "circuit open" + (status.circuit.reason ? ": " + status.circuit.reason : "")]);
+    }
+    if (status.dry_run) badges.push(["dry-run", "dry run"]);
+    if (!badges.length) badges.push(["on", "automation on"]);
+    $("automation").replaceChildren(...badges.map(([kind, text]) =>
+      el("span", { class: "automation-badge automation-" + kind, "data-automation": kind, title: text },
+        text.length > 60 ? text.slice(0, 57) + "..." : text)
+    ));
   }
 
   async function refresh() {
     try {
-      const [instances, operations, letters] = await Promise.all([
+      const [instances, operations, letters, automation, rollouts] = await Promise.all([
         api("v1/instances"),
         api("v1/operations?limit=100"),
         api("v1/dead-letters?replayed=false&limit=10"),
+        api("v1/automation"),
+        loadRollouts(),
       ]);
       render(instances.instances, operations.operations, letters.dead_letters);
-      if (rolloutsPath) {
-        const rollouts = await api(rolloutsPath);
-        renderRollouts(rollouts.rollouts || []);
-      }
+      renderAutomation(automation);
+      renderRollouts(rollouts);
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       $("updated").classList.remove("error");
     } catch (error) {
@@ -224,7 +280,6 @@
     $("login").hidden = true;
     $("board").hidden = false;
     $("forget").hidden = injectedToken() !== null;
-    await discoverRollouts();
     await refresh();
     stop();
     timer = setInterval(refresh, POLL_MS);
