@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args
@@ -42,6 +43,32 @@ def schema_of(ref: str) -> OAS31Validator:
 def test_the_document_is_valid_openapi_3_1() -> None:
     validate(DOC)
     assert DOC["openapi"] == "3.1.0"
+
+
+# Keywords pydantic writes when it cannot turn a constraint into JSON Schema: a client
+# (or schemathesis) ignores them, so the document would allow what the API rejects.
+PYDANTIC_ONLY = {"ge", "le", "gt", "lt", "multiple_of", "min_length", "max_length"}
+
+
+def _keywords(node: Any, at: str = "#") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield at, key
+            if key != "properties":
+                yield from _keywords(value, f"{at}/{key}")
+            else:
+                for name, schema in value.items():
+                    yield from _keywords(schema, f"{at}/properties/{name}")
+    elif isinstance(node, list):
+        for n, item in enumerate(node):
+            yield from _keywords(item, f"{at}/{n}")
+
+
+def test_every_bound_is_a_json_schema_keyword() -> None:
+    found = [f"{at}: {key}" for at, key in _keywords(DOC["components"]) if key in PYDANTIC_ONLY]
+    assert not found, found
+    limits = DOC["components"]["schemas"]["LimitsPatch"]["properties"]["max_remediations"]
+    assert {"type": "integer", "minimum": 0, "maximum": 1_000_000} in limits["anyOf"]
 
 
 def test_the_validator_would_catch_a_broken_document() -> None:

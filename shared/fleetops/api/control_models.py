@@ -47,7 +47,9 @@ def _whole(value: Any) -> Any:
     return value
 
 
-Whole = Annotated[int, BeforeValidator(_whole)]
+# Whole numbers are `Annotated[int, Field(bounds), BeforeValidator(_whole)]`: with the
+# bounds after the validator, pydantic writes them into the JSON Schema as "ge"/"le",
+# which no client understands, instead of "minimum"/"maximum".
 
 
 # ------------------------------------------------------------------ rollouts
@@ -67,7 +69,7 @@ ROLLOUT_ACTIONS = ("upgrade", "resize", "restart", "suspend", "resume", "snapsho
 RolloutAction = Literal["upgrade", "resize", "restart", "suspend", "resume", "snapshot", "replace"]
 
 LimitSpec = (
-    Annotated[Whole, Field(ge=0, le=999_999)]
+    Annotated[int, Field(ge=0, le=999_999), BeforeValidator(_whole)]
     | Annotated[str, StringConstraints(pattern=LIMIT_PATTERN)]
 )
 Span = Annotated[str, StringConstraints(pattern=SPAN_PATTERN)]
@@ -244,7 +246,7 @@ class AutomationOut(_Out):
         return cls.model_validate(status.to_json())
 
 
-Count = Annotated[Whole, Field(ge=0, le=1_000_000)]
+Count = Annotated[int, Field(ge=0, le=1_000_000), BeforeValidator(_whole)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 # At most a year: any limit longer than that is a mistake.
 Seconds = Annotated[float, Field(ge=0, le=31_536_000)]
