@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,21 +234,15 @@ def create_topics(project: str, topics: Iterable[str]) -> None:
 
 def subscribe(project: str, topic: str, function: Function, name: str | None = None) -> None:
     """A push subscription configured as `fleetops up` and Terraform configure theirs."""
-    from fleetops.adapters.pubsub_admin import PushSubscription
-    from fleetops.contract.names import TOPIC_DEAD_LETTER
+    from fleetops.local.stack import local_push_subscription
 
     a = admin(project)
     try:
         a.ensure_push_subscription(
-            PushSubscription(
-                name=name or f"{topic}-to-{function.manifest.name}",
-                topic=topic,
-                endpoint=function.push_endpoint(project, topic),
-                dead_letter_topic=TOPIC_DEAD_LETTER,
-                max_delivery_attempts=5,
-                minimum_backoff=timedelta(seconds=1),
-                maximum_backoff=timedelta(seconds=10),
-                ack_deadline_seconds=120,
+            local_push_subscription(
+                name or f"{topic}-to-{function.manifest.name}",
+                topic,
+                function.push_endpoint(project, topic),
             )
         )
     finally:

@@ -18,8 +18,9 @@ class PushSubscription:
     endpoint: str
     dead_letter_topic: str | None
     max_delivery_attempts: int = 5
-    minimum_backoff: timedelta = timedelta(seconds=1)
-    maximum_backoff: timedelta = timedelta(seconds=30)
+    # None: no retry policy, so a failed push is delivered again about once a second.
+    minimum_backoff: timedelta | None = timedelta(seconds=1)
+    maximum_backoff: timedelta | None = timedelta(seconds=30)
     ack_deadline_seconds: int = 120
 
 
@@ -49,11 +50,12 @@ class PubsubAdmin:
             "topic": self.topic_path(sub.topic),
             "push_config": {"push_endpoint": sub.endpoint},
             "ack_deadline_seconds": sub.ack_deadline_seconds,
-            "retry_policy": {
+        }
+        if sub.minimum_backoff is not None and sub.maximum_backoff is not None:
+            request["retry_policy"] = {
                 "minimum_backoff": _duration(sub.minimum_backoff),
                 "maximum_backoff": _duration(sub.maximum_backoff),
-            },
-        }
+            }
         if sub.dead_letter_topic:
             request["dead_letter_policy"] = {
                 "dead_letter_topic": self.topic_path(sub.dead_letter_topic),

@@ -206,8 +206,8 @@ def up(
         console.print(f"pubsub emulator    {stack.env['PUBSUB_EMULATOR_HOST']}")
         console.print(f"firestore emulator {stack.env['FIRESTORE_EMULATOR_HOST']}")
         console.print(f"host agent         {stack.env['FLEETOPS_AGENT_URL']}")
-        for name, child in stack.functions.items():
-            console.print(f"function {name:<12}{child.ready_url}")
+        for name in stack.functions:
+            console.print(f"function {name:<12}{stack.function_url(name)}")
         console.print(f"environment        {stack.env_file}  (logs in {stack.state_dir / 'logs'})")
         console.print(
             f"[bold green]fleetops is up[/] in {time.monotonic() - began:.1f}s "
