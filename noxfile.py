@@ -3,7 +3,7 @@
 The sessions run in the project's own environment (`.venv`, made by `make dev`),
 so `make test` installs once and every session reuses it:
 
-    make test                 # what CI runs: every session below except bench
+    make test                 # what CI runs: every session below except package and bench
     .venv/bin/nox -s unit     # one session
 """
 
@@ -14,7 +14,7 @@ import sys
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "e2e", "terraform"]
+nox.options.sessions = ["lint", "typecheck", "unit", "integration", "e2e", "terraform", "reliability"]
 nox.options.error_on_missing_interpreters = True
 
 PY = sys.executable
