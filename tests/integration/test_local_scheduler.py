@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from fleetops.adapters import scheduler_admin
 from fleetops.contract.names import EVENT_MAINTENANCE_TICK, TOPIC_MAINTENANCE
 from fleetops.contract.pubsub import PubsubMessage, parse_time
 from fleetops.contract.ticks import decode_tick
+from fleetops.local.processes import free_port
 from fleetops.local.scheduler import next_fire_times
 from tests.conftest import GcpEnv
 
@@ -54,13 +54,6 @@ JOBS = [
         "attributes": {"fleetops-job": LEAP_DAY},
     },
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,8 @@ from typing import Any
 import psutil
 import pytest
 import requests
+
+from fleetops.local.processes import free_port
 
 FUNCTION = textwrap.dedent(
     """
@@ -74,13 +75,6 @@ FUNCTION = textwrap.dedent(
         return flask.jsonify(path=request.path, args=request.args, body=body)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass
