@@ -222,3 +222,81 @@ def test_only_parsing_a_request_imports_its_model() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_transaction_run_again_stamps_the_request_with_the_attempt_that_commits() -> None:
+    # Two requests for one instance race; the loser's transaction runs again and must be
+    # recorded, and queued, after the winner, or the queue's order is not the recording order.
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from fleetops.services.requests import handle_request_message
+
+    fleet = FakeFleet()
+    store = fleet.store
+
+    class LostRace(Exception):
+        pass
+
+    class Store:
+        """Runs each transaction once and throws it away, as Firestore does after a conflict."""
+
+        def transact(self, fn: Any) -> Any:
+            def lose(tx: Any) -> Any:
+                fn(tx)
+                fleet.clock.advance(timedelta(seconds=2))
+                raise LostRace
+
+            with pytest.raises(LostRace):
+                store.transact(lose)
+            return store.transact(fn)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    first_try = fleet.clock.now()
+    outcome = handle_request_message(
+        request_message(PROVISION), replace(fleet.request_deps, store=Store())
+    )
+    op = store.get_operation(outcome.operation)
+    assert op is not None
+    assert op.created_at == first_try + timedelta(seconds=2)
+    assert len(store.list_operations()) == 1
+
+
+def test_a_request_that_waited_for_the_instance_is_stamped_after_the_wait() -> None:
+    # Firestore makes a transaction that reads a locked instance wait for the lock's holder;
+    # what it records must come after what the holder recorded.
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from fleetops.services.requests import handle_request_message
+
+    fleet = FakeFleet()
+    store = fleet.store
+
+    class Waiting:
+        def __init__(self, tx: Any) -> None:
+            self._tx = tx
+
+        def get_documents(self, paths: list[str]) -> Any:
+            fleet.clock.advance(timedelta(seconds=2))
+            return self._tx.get_documents(paths)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._tx, name)
+
+    class Store:
+        def transact(self, fn: Any) -> Any:
+            return store.transact(lambda tx: fn(Waiting(tx)))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    before = fleet.clock.now()
+    outcome = handle_request_message(
+        request_message(PROVISION), replace(fleet.request_deps, store=Store())
+    )
+    op = store.get_operation(outcome.operation)
+    assert op is not None
+    assert op.created_at == before + timedelta(seconds=2)

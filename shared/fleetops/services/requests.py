@@ -40,6 +40,7 @@ class _Recorded:
     operation: Operation
     duplicate: bool
     effects: tuple[Effect_, ...]
+    at: datetime
 
 
 def handle_request_message(message: PubsubMessage, deps: RequestDeps) -> Outcome:
@@ -88,7 +89,6 @@ def submit_operation(
 
     The one path by which requests, remediation and rollouts start operations.
     """
-    now = deps.now()
     key = event_key(source, event_id)
 
     def record(tx: StateTransaction) -> _Recorded:
@@ -97,11 +97,15 @@ def submit_operation(
         key_doc, instance_doc = tx.get_documents(
             [f"{COLLECTION_PROCESSED_EVENTS}/{key}", f"{COLLECTION_INSTANCES}/{command.instance}"]
         )
+        # The clock is read after the instance, by each attempt: a request that waited for
+        # another's lock on the instance, or lost the race and ran again, is stamped, and
+        # queued, after the one that won, so creation times follow the recording order.
+        now = deps.now()
         seen = documents.processed_event_from_doc(key, key_doc) if key_doc is not None else None
         if seen is not None and seen.operation is not None:
             existing = tx.get_operation(seen.operation)
             if existing is not None:
-                return _Recorded(existing, True, resume_effects(existing))
+                return _Recorded(existing, True, resume_effects(existing), now)
         instance = (
             documents.instance_from_doc(command.instance, instance_doc)
             if instance_doc is not None
@@ -119,10 +123,10 @@ def submit_operation(
                 created_at=now,
             )
         )
-        return _Recorded(decision.operations[0], False, decision.effects)
+        return _Recorded(decision.operations[0], False, decision.effects, now)
 
     recorded = deps.store.transact(record)
-    carry_out(recorded.effects, deps.publisher, now, nonce=key[:12])
+    carry_out(recorded.effects, deps.publisher, recorded.at, nonce=key[:12])
     return Submitted(recorded.operation, recorded.duplicate)
 
 
