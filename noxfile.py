@@ -14,7 +14,15 @@ import sys
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "typecheck", "unit", "integration", "e2e", "terraform", "reliability"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "unit",
+    "integration",
+    "e2e",
+    "terraform",
+    "reliability",
+]
 nox.options.error_on_missing_interpreters = True
 
 PY = sys.executable

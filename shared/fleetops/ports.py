@@ -23,6 +23,13 @@ Filter = tuple[str, str, Any]
 INSTANCE_FIELDS_ALWAYS = ("state", "created_at", "updated_at")
 
 
+class TransactionContention(Exception):
+    """A transaction kept meeting other transactions' locks and gave up.
+
+    Nothing was written; run it again later, or decide again with fresher facts.
+    """
+
+
 class StateTransaction(Protocol):
     """Reads and writes that commit together or not at all.
 
@@ -86,7 +93,8 @@ class StateStore(Protocol):
     """Firestore state: `instances`, `operations`, `processed_events`."""
 
     def transact(self, fn: Callable[[StateTransaction], T]) -> T:
-        """Run `fn` in one transaction; it may be run again on contention."""
+        """Run `fn` in one transaction; it may be run again on contention, and
+        TransactionContention says it gave up."""
         ...
 
     def get_instance(self, instance_id: str) -> Instance | None: ...

@@ -63,6 +63,36 @@ def test_an_open_incident_restarts_the_instance_and_records_why() -> None:
     assert fleet.store.get_document("instances/inst-1/incidents/inc-1")["state"] == "open"  # type: ignore[index]
 
 
+def test_an_alert_whose_transaction_gave_up_on_locks_decides_again_with_fresh_facts() -> None:
+    from fleetops.ports import TransactionContention
+
+    fleet = fleet_of(3)
+    store = fleet.store
+    gave_up: list[str] = []
+
+    class Contended:
+        """The first transaction meets only locks, as alerts racing for one slot can."""
+
+        def transact(self, fn: Any) -> Any:
+            if not gave_up:
+                gave_up.append("once")
+                raise TransactionContention("Failed to commit transaction in 10 attempts.")
+            return store.transact(fn)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    deps = replace(fleet.alert_deps, store=Contended())
+    before = store.transactions
+    outcome = handle_incident(
+        Incident("inc-1", "inst-1", "open", fleet.clock.now(), None, "", "", None), deps
+    )
+    assert "acted" in outcome.detail
+    assert gave_up == ["once"]
+    assert store.transactions == before + 1
+    assert verdicts(fleet, "inst-1") == ["acted"]
+
+
 def test_closed_marks_the_instance_healthy() -> None:
     fleet = fleet_of(3)
     fleet.alert("inst-1", "inc-1")

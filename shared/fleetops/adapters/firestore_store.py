@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from google.api_core.exceptions import Aborted
 from google.cloud import firestore
 from google.cloud.firestore_v1.types import RunQueryRequest, StructuredQuery
 
@@ -18,7 +19,7 @@ from fleetops.contract.names import (
     COLLECTION_PROCESSED_EVENTS,
 )
 from fleetops.domain.model import HistoryEntry, Instance, Operation, OperationStatus, ProcessedEvent
-from fleetops.ports import INSTANCE_FIELDS_ALWAYS
+from fleetops.ports import INSTANCE_FIELDS_ALWAYS, TransactionContention
 
 T = TypeVar("T")
 SUBCOLLECTION_HISTORY = "history"
@@ -49,7 +50,15 @@ class FirestoreStateStore:
 
         self.counters.transactions += 1
         run = firestore.transactional(body)
-        return run(self._db.transaction(max_attempts=MAX_TRANSACTION_ATTEMPTS))  # type: ignore[no-any-return]
+        try:
+            return run(self._db.transaction(max_attempts=MAX_TRANSACTION_ATTEMPTS))  # type: ignore[no-any-return]
+        except Aborted as exc:
+            raise TransactionContention(f"a read waited too long for a lock: {exc}") from exc
+        except ValueError as exc:
+            # The client's way of saying every commit attempt was aborted.
+            if isinstance(exc.__cause__, Aborted):
+                raise TransactionContention(str(exc)) from exc
+            raise
 
     def get_instance(self, instance_id: str) -> Instance | None:
         snap = self._db.collection(COLLECTION_INSTANCES).document(instance_id).get()

@@ -14,6 +14,7 @@ ladder.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,7 +74,7 @@ from fleetops.domain.remediation import (
     playbook_from_dict,
     reconsider,
 )
-from fleetops.ports import Publisher, StateStore, StateTransaction
+from fleetops.ports import Publisher, StateStore, StateTransaction, TransactionContention
 from fleetops.services.dispatch import carry_out, save
 from fleetops.services.outcome import Outcome
 from fleetops.services.requests import event_key, operation_id_for, resume_effects
@@ -89,6 +90,7 @@ MAX_IN_PLACE_WAIT = 2.0
 # Fleet-wide facts read again, and the transaction run again, when what it claims
 # (a slot, the circuit) changed after they were read.
 MAX_FRESH_READS = 5
+CONTENTION_JITTER_SECONDS = 1.0
 _logger = log.get("alerts")
 # The fleet-wide reads that do not depend on each other are sent at once (threads start
 # on first use).
@@ -243,7 +245,14 @@ def _transact(
         def attempt(tx: StateTransaction, fleet: _Fleet = fleet) -> _Result | _Stale | None:
             return body(tx, fleet)
 
-        result = deps.store.transact(attempt)
+        try:
+            result = deps.store.transact(attempt)
+        except TransactionContention:
+            # Alerts racing for the last free slot (or to open the circuit) can keep
+            # aborting each other in step. Each waits a random moment, so one claims
+            # first, and the rest decide again with facts that show it.
+            time.sleep(random.uniform(0.0, CONTENTION_JITTER_SECONDS))  # noqa: S311 (jitter, not a secret)
+            continue
         if not isinstance(result, _Stale):
             return result
     # Raised, the message is delivered again later with the fleet's facts read anew.
