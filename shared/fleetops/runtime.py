@@ -19,7 +19,7 @@ from fleetops.contract.names import DEFAULT_LOCAL_PROJECT
 if TYPE_CHECKING:
     from fleetops.domain.model import Operation
     from fleetops.domain.policy import ApprovalPolicy
-    from fleetops.ports import Actuator, Publisher, StateStore
+    from fleetops.ports import Actuator, Publisher, SchedulerJobs, StateStore
 
 
 class ConfigurationError(Exception):
@@ -215,3 +215,15 @@ def reset_clients() -> None:
     state_store.cache_clear()
     publisher.cache_clear()
     actuator.cache_clear()
+
+
+def scheduler_jobs() -> SchedulerJobs:
+    """The maintenance tick's jobs: at the local scheduler (FLEETOPS_SCHEDULER_URL), else
+    in Cloud Scheduler. The client is built on first use."""
+    from fleetops.adapters.scheduler_admin import CloudSchedulerJobs
+
+    return CloudSchedulerJobs(
+        project=project(),
+        endpoint=os.environ.get("FLEETOPS_SCHEDULER_URL") or None,
+        location=os.environ.get("FLEETOPS_LOCATION") or None,
+    )

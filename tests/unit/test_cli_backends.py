@@ -22,7 +22,6 @@ from fleetops.cli.backend import ApiBackend, Backend, BackendError, DirectBacken
 from fleetops.domain.model import MaintenanceWindow
 from fleetops.domain.rollouts import RolloutStatus
 from fleetops.domain.windows import Freeze
-from fleetops.services import maintenance
 from tests.unit.test_api_backend import URL, WsgiAdapter
 from tests.unit.test_api_endpoints import PAUSED_ROLLOUT, ROLLOUT, TICK_JOB, ApiHarness
 
@@ -45,7 +44,7 @@ class Fleet:
         monkeypatch.setattr(runtime, "publisher", lambda: fleet.publisher)
         monkeypatch.setattr(runtime, "utc_now", fleet.clock.now)
         monkeypatch.setattr(firestore_dead_letters, "default_store", lambda: self.harness.letters)
-        monkeypatch.setattr(maintenance, "scheduler_jobs_from_env", lambda: self.harness.jobs)
+        monkeypatch.setattr(runtime, "scheduler_jobs", lambda: self.harness.jobs)
 
     def api(self, role: Role = Role.ADMIN) -> ApiBackend:
         session = requests.Session()

@@ -9,6 +9,7 @@ The location comes from `FLEETOPS_LOCATION`, else `us-central1`.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -162,3 +163,38 @@ def _client(
         return
     with scheduler_client(local_endpoint()) as owned:
         yield owned
+
+
+class CloudSchedulerJobs:
+    """`SchedulerJobs` through the Cloud Scheduler client: on GCP, or at the local scheduler.
+
+    `endpoint` is the local scheduler's URL (FLEETOPS_SCHEDULER_URL), None on GCP. The
+    client is made on first use and then shared.
+    """
+
+    def __init__(
+        self, project: str, endpoint: str | None = None, location: str | None = None
+    ) -> None:
+        self.project = project
+        self.endpoint = endpoint
+        self.location = location
+        self._lock = threading.Lock()
+        self._client: scheduler_v1.CloudSchedulerClient | None = None
+
+    def _scheduler(self) -> scheduler_v1.CloudSchedulerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = scheduler_client(self.endpoint)
+            return self._client
+
+    def list_jobs(self) -> list[ScheduledJob]:
+        return list_jobs(self.project, self.location, client=self._scheduler())
+
+    def pause_job(self, job: str) -> ScheduledJob:
+        return pause_job(self.project, job, self.location, client=self._scheduler())
+
+    def resume_job(self, job: str) -> ScheduledJob:
+        return resume_job(self.project, job, self.location, client=self._scheduler())
+
+    def run_job(self, job: str) -> ScheduledJob:
+        return run_job(self.project, job, self.location, client=self._scheduler())

@@ -234,14 +234,13 @@ def _error(error: ApiError) -> Response:
 def deps_from_environment() -> ApiDeps:
     from fleetops import runtime
     from fleetops.adapters.firestore_dead_letters import default_store
-    from fleetops.services.maintenance import scheduler_jobs_from_env
 
     return ApiDeps(
         runtime.state_store(),
         runtime.publisher(),
         default_store(),
         runtime.utc_now,
-        scheduler_jobs_from_env(),
+        runtime.scheduler_jobs(),
     )
 
 

@@ -399,16 +399,18 @@ class DirectBackend:
     # maintenance
 
     def maintenance_status(self) -> MaintenanceView:
+        from fleetops import runtime
         from fleetops.services import maintenance
 
-        jobs = maintenance.maintenance_jobs(maintenance.scheduler_jobs_from_env())
+        jobs = maintenance.maintenance_jobs(runtime.scheduler_jobs())
         return MaintenanceView(jobs, maintenance.load_settings(self._store()))
 
     def change_maintenance_jobs(self, action: str) -> MaintenanceView:
+        from fleetops import runtime
         from fleetops.services import maintenance
 
         jobs = maintenance.change_jobs(
-            maintenance.scheduler_jobs_from_env(),
+            runtime.scheduler_jobs(),
             maintenance.JobChange(action),
             self._store(),
             self.principal,

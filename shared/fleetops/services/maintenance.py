@@ -9,8 +9,6 @@ the same API); `SchedulerJobs` is what this module needs of either.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -243,67 +241,3 @@ def change_jobs(
     names = ", ".join(job.id for job in found) or "no job"
     _change(store, lambda s: s, SettingsChange(now, who, f"jobs {_CHANGED[change]}", names))
     return maintenance_jobs(jobs)
-
-
-class CloudSchedulerJobs:
-    """`SchedulerJobs` through the Cloud Scheduler client: on GCP, or at the local scheduler.
-
-    `endpoint` is the local scheduler's URL (FLEETOPS_SCHEDULER_URL), None on GCP. The
-    client is made on first use and then shared.
-    """
-
-    def __init__(
-        self, project: str, endpoint: str | None = None, location: str | None = None
-    ) -> None:
-        self.project = project
-        self.endpoint = endpoint
-        self.location = location
-        self._lock = threading.Lock()
-        self._client: Any = None
-
-    def _admin(self) -> Any:
-        # Imported on first use: only the adapter imports google.cloud.
-        from fleetops.adapters import scheduler_admin
-
-        return scheduler_admin
-
-    def _scheduler(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._admin().scheduler_client(self.endpoint)
-            return self._client
-
-    def list_jobs(self) -> list[ScheduledJob]:
-        found: list[ScheduledJob] = self._admin().list_jobs(
-            self.project, self.location, client=self._scheduler()
-        )
-        return found
-
-    def pause_job(self, job: str) -> ScheduledJob:
-        result: ScheduledJob = self._admin().pause_job(
-            self.project, job, self.location, client=self._scheduler()
-        )
-        return result
-
-    def resume_job(self, job: str) -> ScheduledJob:
-        result: ScheduledJob = self._admin().resume_job(
-            self.project, job, self.location, client=self._scheduler()
-        )
-        return result
-
-    def run_job(self, job: str) -> ScheduledJob:
-        result: ScheduledJob = self._admin().run_job(
-            self.project, job, self.location, client=self._scheduler()
-        )
-        return result
-
-
-def scheduler_jobs_from_env() -> CloudSchedulerJobs:
-    """The jobs of the local scheduler at FLEETOPS_SCHEDULER_URL, else of Cloud Scheduler."""
-    from fleetops import runtime
-
-    return CloudSchedulerJobs(
-        project=runtime.project(),
-        endpoint=os.environ.get("FLEETOPS_SCHEDULER_URL") or None,
-        location=os.environ.get("FLEETOPS_LOCATION") or None,
-    )
